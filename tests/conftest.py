@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dhss_components.simulated_cloud import SimulatedCloud, devstack_cloud
+from tests.stack_run import base_config, write_key_pair
+
+
+@pytest.fixture(autouse=True)
+def _event_loop() -> Iterator[None]:
+    # One loop per test: Pulumi's pending work must never resolve against another test's
+    # mocks (pulumi/pulumi's own conftest does the same).
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield
+    loop.close()
+    asyncio.set_event_loop(None)
+
+
+@pytest.fixture
+def cloud() -> SimulatedCloud:
+    return devstack_cloud()
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> tuple[Path, Path]:
+    return write_key_pair(tmp_path)
+
+
+@pytest.fixture
+def config(keys: tuple[Path, Path]) -> dict[str, Any]:
+    return base_config(keys)
