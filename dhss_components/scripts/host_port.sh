@@ -138,7 +138,9 @@ check_privileges() {
 
 take_lock() {
     local lock_fd
-    exec {lock_fd}>>"$LOCK_FILE" || die "cannot open lock file $LOCK_FILE: is /run/lock writable?"
+    # flock works on a read-only descriptor too: that is enough when root made the file.
+    { exec {lock_fd}>>"$LOCK_FILE"; } 2>/dev/null || exec {lock_fd}<"$LOCK_FILE" ||
+        die "cannot open lock file $LOCK_FILE: is /run/lock writable?"
     flock -w "$LOCK_WAIT_SECONDS" "$lock_fd" ||
         die "another host-port plug held $LOCK_FILE for ${LOCK_WAIT_SECONDS}s: look for a stuck host_port.sh (fuser $LOCK_FILE)"
 }
