@@ -350,7 +350,7 @@ pullup_route() {
             for entry in ${ahead[@]+"${ahead[@]}"}; do
                 read -r device src <<<"$entry"
                 log "moving the route to $subnet through $device behind $DEVICE"
-                privileged ip -4 route del "$subnet" dev "$device" ||
+                privileged ip -4 route del "$subnet" proto kernel dev "$device" ||
                     die "could not delete the route to $subnet through $device"
                 privileged ip -4 route append "$subnet" proto kernel ${src:+src "$src"} dev "$device" ||
                     die "could not re-append the route to $subnet through $device (src ${src:-none}): re-add it with ip route append"
