@@ -66,12 +66,13 @@ def _mode(connect: bool, admin: bool) -> NetworkMode:
 
 
 def _nic_roles(mode: NetworkMode) -> tuple[NicRole, ...]:
-    return {
+    roles: dict[NetworkMode, tuple[NicRole, ...]] = {
         "router": ("service",),
         "direct": ("tenant", "service"),
         "direct+admin": ("tenant", "admin"),
         "router+admin": ("service", "admin"),
-    }[mode]
+    }
+    return roles[mode]
 
 
 def _clients(protocol: str, rules: tuple[tuple[str, str], ...]) -> tuple[AccessClient, ...]:

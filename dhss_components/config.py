@@ -58,10 +58,10 @@ UNSUPPORTED_MANILA_OPTIONS: dict[str, str] = {
 
 # Options that Manila has and that need no key here, because the behaviour is always on.
 ALWAYS_ON_MANILA_OPTIONS: dict[str, str] = {
-    "limit_ssh_access": (
-        "SSH is always limited to where the commands come from; remove the key"
+    "limit_ssh_access": ("SSH is always limited to where the commands come from; remove the key"),
+    "set_zero_reserved_blocks": (
+        "reserved blocks are always set to 0 (tune2fs -m 0); remove the key"
     ),
-    "set_zero_reserved_blocks": "reserved blocks are always set to 0 (tune2fs -m 0); remove the key",
 }
 
 SHARE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -77,6 +77,16 @@ SSH_KEY_TYPES = (
 )
 
 
+LITERAL_HINTS = {
+    "access_type": (
+        "the generic driver grants ip rules only (Manila's NFSHelper and "
+        "CIFSHelperIPAccess); use access_type: ip"
+    ),
+    "access_level": "use rw or ro",
+    "share_volume_fstype": "Manila's generic driver supports ext4 and ext3 (resize2fs)",
+}
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
@@ -89,7 +99,8 @@ def _uuid(value: str | None) -> str | None:
     except ValueError:
         raise ValueError(
             f"{value!r} is not an OpenStack id (a UUID such as "
-            "2c745913-7766-45b3-abfc-33a527e5185b); copy it from `openstack ... show -f value -c id`"
+            "2c745913-7766-45b3-abfc-33a527e5185b); copy it from "
+            "`openstack ... show -f value -c id`"
         ) from None
 
 
@@ -272,7 +283,7 @@ class AccessRule(_Strict):
             raise ValueError(
                 f"{value!r} is not an IP address or CIDR; write e.g. 10.0.0.5 or 10.0.0.0/24"
             ) from None
-        if "/" in value and str(network.network_address) != value.split("/")[0]:
+        if "/" in value and str(network.network_address) != value.split("/", maxsplit=1)[0]:
             raise ValueError(
                 f"{value!r} has host bits set; write the network, {network.with_prefixlen}"
             )
@@ -297,7 +308,8 @@ class ShareSpec(_Strict):
         if not SHARE_NAME.fullmatch(value):
             raise ValueError(
                 f"{value!r} is not a share name: use 1-63 lowercase letters, digits, '-' or '_', "
-                "starting with a letter or digit (it becomes the export path and the CIFS share name)"
+                "starting with a letter or digit (it becomes the export path and the CIFS "
+                "share name)"
             )
         return value
 
@@ -376,7 +388,8 @@ def _key_problems(section: str, raw: Mapping[str, Any], model: type[BaseModel]) 
             problems.append(
                 Problem(
                     where,
-                    f"Manila's option {key} is not supported yet ({UNSUPPORTED_MANILA_OPTIONS[key]}); "
+                    f"Manila's option {key} is not supported yet "
+                    f"({UNSUPPORTED_MANILA_OPTIONS[key]}); "
                     "remove the key",
                 )
             )
@@ -394,13 +407,16 @@ def _pydantic_problems(section: str, error: ValidationError) -> list[Problem]:
     for item in error.errors():
         if item["type"] == "extra_forbidden":
             continue  # reported by _key_problems with a suggestion
-        location = ".".join(str(part) for part in item["loc"])
-        key = f"{section}.{location}" if location else section
+        location = "".join(
+            f"[{part}]" if isinstance(part, int) else f".{part}" for part in item["loc"]
+        )
+        key = f"{section}{location}"
         message = item["msg"].removeprefix("Value error, ")
+        field_name = str(item["loc"][-1]) if item["loc"] else ""
         if item["type"] == "missing":
             message = "required; set it (see the README's config reference)"
         elif item["type"] == "literal_error":
-            message = f"{item.get('input')!r}: {message}"
+            message = f"{item.get('input')!r}: {LITERAL_HINTS.get(field_name, message)}"
         elif item["type"] in ("bool_type", "int_type"):
             message = f"{item.get('input')!r}: {message}"
         problems.append(Problem(key, message))
@@ -564,9 +580,7 @@ def _cross_checks(
     return problems, public_key, private_key
 
 
-def parse_stack_config(
-    backend: Any, share_network: Any, shares: Any
-) -> StackSpec:
+def parse_stack_config(backend: Any, share_network: Any, shares: Any) -> StackSpec:
     """Validate the three config objects; raise InvalidStackConfig listing every problem."""
     problems: list[Problem] = []
     parsed_backend: Backend | None = None
@@ -615,13 +629,12 @@ def parse_stack_config(
 
     public_key = private_key = None
     if parsed_backend is not None:
-        more, public_key, private_key = _cross_checks(
-            parsed_backend, parsed_network, parsed_shares
-        )
+        more, public_key, private_key = _cross_checks(parsed_backend, parsed_network, parsed_shares)
         problems.extend(more)
     if problems:
         raise InvalidStackConfig(problems)
-    assert parsed_backend is not None and parsed_network is not None
+    assert parsed_backend is not None
+    assert parsed_network is not None
     return StackSpec(
         backend=parsed_backend,
         share_network=parsed_network,

@@ -58,7 +58,8 @@ class HostConnectivity(pulumi.ComponentResource):
         self.admin_host_address = None
 
         if args.service_subnet_id is not None:
-            assert args.service_network_id is not None and args.service_subnet_cidr
+            assert args.service_network_id is not None
+            assert args.service_subnet_cidr
             port = self._host_port(
                 f"{name}-service",
                 device_id="manila-share",
@@ -70,7 +71,8 @@ class HostConnectivity(pulumi.ComponentResource):
             )
             self.service_port_id = port.id
         if args.admin_subnet_id is not None:
-            assert args.admin_network_id and args.admin_subnet_cidr
+            assert args.admin_network_id
+            assert args.admin_subnet_cidr
             port = self._host_port(
                 f"{name}-admin",
                 device_id="manila-admin-share",
@@ -123,7 +125,9 @@ class HostConnectivity(pulumi.ComponentResource):
 
         def params(values: list[object]) -> HostPortParams:
             port_id, mac, ips = values
-            assert isinstance(port_id, str) and isinstance(mac, str) and isinstance(ips, list)
+            assert isinstance(port_id, str)
+            assert isinstance(mac, str)
+            assert isinstance(ips, list)
             return HostPortParams(
                 driver=args.driver,
                 port_id=port_id,

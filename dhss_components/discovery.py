@@ -36,15 +36,14 @@ def _router_for_subnet(net_id: str, subnet_id: str, gateway_ip: str | None) -> s
     if not gateway_ip:
         raise DiscoveryError(
             f"Subnet must have gateway. (tenant subnet {subnet_id} has none) Give the subnet a "
-            "gateway attached to a router, or set dhss:backend.connect_share_server_to_tenant_network: true"
+            "gateway attached to a router, or set "
+            "dhss:backend.connect_share_server_to_tenant_network: true"
         )
-    port_ids = openstack.networking.get_port_ids(
-        network_id=net_id, fixed_ip=gateway_ip
-    ).ids
+    port_ids = openstack.networking.get_port_ids(network_id=net_id, fixed_ip=gateway_ip).ids
     for port_id in port_ids:
         port = openstack.networking.get_port(port_id=port_id)
-        first = (port.all_fixed_ips or [None])[0]
-        if first == gateway_ip and port.device_id:
+        # Manila compares the port's first fixed IP with the gateway.
+        if port.all_fixed_ips and port.all_fixed_ips[0] == gateway_ip and port.device_id:
             return port.device_id
     raise DiscoveryError(
         f"Subnet gateway is not attached to the router. (no port on network {net_id} holds "

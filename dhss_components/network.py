@@ -65,9 +65,7 @@ class ServiceNetwork(pulumi.ComponentResource):
             no_gateway=not with_gateway,
             # The pool leaves the last address for the host port, pinned so the security
             # group can admit SSH from exactly it.
-            allocation_pools=[
-                openstack.networking.SubnetAllocationPoolArgs(start=start, end=end)
-            ],
+            allocation_pools=[openstack.networking.SubnetAllocationPoolArgs(start=start, end=end)],
             opts=child,
         )
         self.subnet_id = subnet.id

@@ -103,7 +103,8 @@ class ShareServer(pulumi.ComponentResource):
                 assert network is not None
                 nics.append(Nic(role, network.network_id, network.subnet_id))
             else:
-                assert args.admin_network_id and args.admin_subnet_id
+                assert args.admin_network_id
+                assert args.admin_subnet_id
                 nics.append(Nic(role, args.admin_network_id, args.admin_subnet_id))
 
         instance = ServiceInstance(
@@ -135,9 +136,9 @@ class ShareServer(pulumi.ComponentResource):
             # Keep dialling for as long as Manila waits for a new instance's SSH login.
             dial_error_limit=math.ceil(args.max_time_to_build_instance / _DIAL_PAUSE_SECONDS),
         )
-        timeout_minutes = math.ceil(
-            (args.max_time_to_build_instance + args.max_time_to_attach) / 60
-        ) + 10
+        timeout_minutes = (
+            math.ceil((args.max_time_to_build_instance + args.max_time_to_attach) / 60) + 10
+        )
 
         self.share_components: dict[str, Share] = {}
         for share in plan.shares:
@@ -198,9 +199,7 @@ class ShareServer(pulumi.ComponentResource):
                         **values,
                     }
                 )
-                for share, component in (
-                    (s, self.share_components[s.name]) for s in plan.shares
-                )
+                for share, component in ((s, self.share_components[s.name]) for s in plan.shares)
             }
         )
         self.register_outputs({"share_server": self.share_server, "shares": self.shares})

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
+from google.protobuf import json_format
 from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
+from pulumi.runtime.mocks import MockMonitor
 
 _NAMESPACE = uuid.UUID("0e1f7a5c-93a2-4c47-8b1e-0f6a7c2d9b31")
 
@@ -229,9 +231,7 @@ class SimulatedCloud(Mocks):
 
     def _port(self, args: MockResourceArgs, resource_id: str) -> dict[str, Any]:
         inputs = args.inputs
-        fixed = [
-            (f["subnetId"], f.get("ipAddress") or None) for f in inputs.get("fixedIps", [])
-        ]
+        fixed = [(f["subnetId"], f.get("ipAddress") or None) for f in inputs.get("fixedIps", [])]
         port = self.add_port(
             inputs["networkId"],
             fixed,
@@ -297,8 +297,7 @@ class SimulatedCloud(Mocks):
             ids = [
                 s.id
                 for s in self.subnets.values()
-                if s.network_id == a.get("networkId")
-                and ("name" not in a or s.name == a["name"])
+                if s.network_id == a.get("networkId") and ("name" not in a or s.name == a["name"])
             ]
             return {"id": "subnets", "ids": ids}
         if token == "openstack:networking/getPortIds:getPortIds":
@@ -353,3 +352,66 @@ def devstack_cloud() -> SimulatedCloud:
     cloud.add_image("manila-service-image-master")
     cloud.add_image("cirros-0.6.2-x86_64-disk")
     return cloud
+
+
+# -- what the engine would see -----------------------------------------------------------------
+
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+
+
+@dataclass
+class Registration:
+    """One RegisterResource request as the engine receives it: options, graph, raw inputs."""
+
+    urn: str
+    type: str
+    name: str
+    parent: str
+    dependencies: list[str]
+    protect: bool
+    ignore_changes: list[str]
+    delete_before_replace: bool
+    replace_on_changes: list[str]
+    custom_timeouts: dict[str, str]
+    raw_inputs: dict[str, Any]
+    """Inputs as serialized for the engine, secrets still wrapped (the 4dabf1... signature)."""
+
+
+class RecordingMonitor(MockMonitor):
+    """A mock resource monitor that keeps every registration the program sends."""
+
+    def __init__(self, mocks: Mocks) -> None:
+        super().__init__(mocks)
+        self.registrations: dict[str, Registration] = {}
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
+        if request.type != "pulumi:pulumi:Stack":
+            timeouts = request.customTimeouts
+            self.registrations[response.urn] = Registration(
+                urn=response.urn,
+                type=request.type,
+                name=request.name,
+                parent=request.parent,
+                dependencies=list(request.dependencies),
+                protect=request.protect,
+                ignore_changes=list(request.ignoreChanges),
+                delete_before_replace=request.deleteBeforeReplace,
+                replace_on_changes=list(request.replaceOnChanges),
+                custom_timeouts={
+                    k: v
+                    for k, v in (
+                        ("create", timeouts.create),
+                        ("update", timeouts.update),
+                        ("delete", timeouts.delete),
+                    )
+                    if v
+                },
+                raw_inputs=json_format.MessageToDict(request.object),
+            )
+        return response
+
+    def named(self, name: str) -> Registration:
+        found = [r for r in self.registrations.values() if r.name == name]
+        assert len(found) == 1, f"expected one resource named {name}, found {len(found)}"
+        return found[0]

@@ -19,6 +19,7 @@ from dhss_components.simulated_cloud import (
     DEVSTACK_SERVICE_NET,
     DEVSTACK_TENANT_NET,
     DEVSTACK_TENANT_SUBNET,
+    RecordingMonitor,
     SimulatedCloud,
 )
 
@@ -81,6 +82,7 @@ def with_admin(config: dict[str, Any]) -> dict[str, Any]:
 @dataclass
 class StackRun:
     cloud: SimulatedCloud
+    monitor: RecordingMonitor
     outputs: dict[str, Any]
 
     def inputs(self, typ: str, name_contains: str = "") -> dict[str, Any]:
@@ -95,7 +97,8 @@ def run_stack(
     secret_keys: tuple[str, ...] = (),
 ) -> StackRun:
     """Run the program once; raise what it raises. Outputs are the stack outputs, resolved."""
-    pulumi.runtime.set_mocks(cloud, project=PROJECT, stack=stack, preview=False)
+    monitor = RecordingMonitor(cloud)
+    pulumi.runtime.set_mocks(cloud, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(
         {f"dhss:{key}": json.dumps(value) for key, value in config.items()},
         secret_keys=[f"dhss:{key}" for key in secret_keys],
@@ -108,5 +111,5 @@ def run_stack(
             lambda values: outputs.update(share_server=values[0], shares=values[1])
         )
 
-    pulumi.runtime.test(program)()
-    return StackRun(cloud, outputs)
+    pulumi.runtime.test(program)()  # type: ignore[no-untyped-call]
+    return StackRun(cloud, monitor, outputs)
