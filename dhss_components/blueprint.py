@@ -95,20 +95,25 @@ def share_server_blueprint(
     backend_name = backend.share_backend_name or "generic"
     mode = _mode(backend.connect_share_server_to_tenant_network, bool(backend.admin_network_id))
     roles = _nic_roles(mode)
-    ssh_role: NicRole = "service" if "service" in roles else "admin"
+    ssh_role: NicRole = backend.effective_ssh_address
     driver = INTERFACE_DRIVERS[backend.interface_driver]
 
     host_address = None
     if facts.service_subnet_cidr and backend.interface_driver != NOOP_DRIVER:
         host_address = host_port_address(facts.service_subnet_cidr)
 
+    # SSH is admitted only from where the commands come from. The config has checked that
+    # the operator names the source wherever the program cannot know it.
     if backend.ssh_source_cidrs:
         ssh_sources = list(backend.ssh_source_cidrs)
+    elif backend.ssh_proxy:
+        ssh_sources = list(backend.ssh_proxy.source_cidrs)
     elif ssh_role == "service":
-        # Checked by the config: without a host port the operator names the source.
         assert host_address is not None
         ssh_sources = [f"{host_address}/32"]
     else:
+        # The host's admin port takes an address Neutron picks in the admin subnet.
+        assert ssh_role == "admin"
         assert facts.admin_subnet_cidr is not None
         ssh_sources = [facts.admin_subnet_cidr]
 

@@ -104,6 +104,40 @@ def _uuid(value: str | None) -> str | None:
         ) from None
 
 
+SshAddress = Literal["service", "admin", "tenant"]
+
+
+class SshProxy(_Strict):
+    """Ours: a bastion the share commands' SSH goes through (pulumi-command's proxy)."""
+
+    host: str
+    user: str
+    port: StrictInt = Field(default=22, gt=0, lt=65536)
+    path_to_private_key: str | None = None
+    """Defaults to the backend's path_to_private_key."""
+    source_cidrs: tuple[str, ...]
+    """Where the bastion's connections reach the service instance from (for its group)."""
+
+    @field_validator("source_cidrs")
+    @classmethod
+    def _sources(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _cidr_list(value)
+
+
+def _cidr_list(value: tuple[str, ...]) -> tuple[str, ...]:
+    result = []
+    for cidr in value:
+        try:
+            result.append(str(ipaddress.ip_network(cidr, strict=True)))
+        except ValueError:
+            raise ValueError(
+                f"{cidr!r} is not a network in CIDR form; write e.g. 192.0.2.10/32"
+            ) from None
+    if not result:
+        raise ValueError("must list at least one network, e.g. [192.0.2.10/32]")
+    return tuple(result)
+
+
 class Backend(_Strict):
     """The backend section of manila.conf, e.g. ``[generic1]``."""
 
@@ -140,24 +174,30 @@ class Backend(_Strict):
     # Ours, not Manila's: a destroy or a replacement never deletes a share's volume unless
     # the operator sets this to false.
     protect_volumes: StrictBool = True
+    # Ours: which of the instance's addresses the share commands SSH to. Default: Manila's
+    # choice, the service address, else the admin one.
+    ssh_address: SshAddress | None = None
+    # Ours: a bastion in between.
+    ssh_proxy: SshProxy | None = None
     # Ours: where the share commands' SSH comes from, when the program cannot know it (the
-    # Noop interface driver, a bastion). Default: the host port, or the admin subnet.
+    # Noop interface driver). Default: the host port, the admin subnet, or the bastion's.
     ssh_source_cidrs: tuple[str, ...] | None = None
 
     @field_validator("ssh_source_cidrs")
     @classmethod
     def _ssh_sources(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        if value is None:
-            return None
-        result = []
-        for cidr in value:
-            try:
-                result.append(str(ipaddress.ip_network(cidr, strict=True)))
-            except ValueError:
-                raise ValueError(
-                    f"{cidr!r} is not a network in CIDR form; write e.g. 192.0.2.10/32"
-                ) from None
-        return tuple(result)
+        return None if value is None else _cidr_list(value)
+
+    @property
+    def uses_service_network(self) -> bool:
+        """False only in Manila's mode C (direct + admin), which has no service subnet."""
+        return not (self.connect_share_server_to_tenant_network and self.admin_network_id)
+
+    @property
+    def effective_ssh_address(self) -> SshAddress:
+        if self.ssh_address:
+            return self.ssh_address
+        return "service" if self.uses_service_network else "admin"
 
     @field_validator("driver_handles_share_servers")
     @classmethod
@@ -341,6 +381,7 @@ class StackSpec:
     shares: tuple[ShareSpec, ...]
     public_key: str | None
     private_key: str | None = field(repr=False)
+    proxy_private_key: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -464,10 +505,10 @@ def _read_private_key(path: str) -> tuple[str | None, str | None]:
 
 def _cross_checks(
     backend: Backend, network: ShareNetwork | None, shares: Sequence[ShareSpec]
-) -> tuple[list[Problem], str | None, str | None]:
+) -> tuple[list[Problem], str | None, str | None, str | None]:
     problems: list[Problem] = []
     b = f"{NAMESPACE}:backend"
-    public_key = private_key = None
+    public_key = private_key = proxy_key = None
 
     pool = ipaddress.IPv4Network(backend.service_network_cidr)
     mask = backend.service_network_division_mask
@@ -501,9 +542,6 @@ def _cross_checks(
             )
         )
 
-    uses_service_network = not (
-        backend.connect_share_server_to_tenant_network and backend.admin_network_id
-    )
     if backend.interface_driver != NOOP_DRIVER and not backend.service_network_host:
         problems.append(
             Problem(
@@ -514,19 +552,39 @@ def _cross_checks(
                 "that runs pulumi (openstack network agent list), or use NoopInterfaceDriver",
             )
         )
-    if (
-        backend.interface_driver == NOOP_DRIVER
-        and uses_service_network
-        and not backend.ssh_source_cidrs
-    ):
+    ssh_address = backend.effective_ssh_address
+    nic_exists = {
+        "service": backend.uses_service_network,
+        "admin": backend.admin_network_id is not None,
+        "tenant": backend.connect_share_server_to_tenant_network,
+    }
+    if not nic_exists[ssh_address]:
         problems.append(
             Problem(
-                f"{b}.ssh_source_cidrs",
-                "required with NoopInterfaceDriver: there is no host port, so the program "
-                "cannot know where the share commands' SSH comes from; list the source "
-                "networks (e.g. [192.0.2.10/32])",
+                f"{b}.ssh_address",
+                f"the service instance has no {ssh_address} address in this network mode "
+                "(service: unless direct + admin; admin: with admin_network_id; tenant: with "
+                "connect_share_server_to_tenant_network); pick one it has",
             )
         )
+    elif not backend.ssh_source_cidrs and not backend.ssh_proxy:
+        if ssh_address == "service" and backend.interface_driver == NOOP_DRIVER:
+            problems.append(
+                Problem(
+                    f"{b}.ssh_source_cidrs",
+                    "required with NoopInterfaceDriver: there is no host port, so the program "
+                    "cannot know where the share commands' SSH comes from; list the source "
+                    "networks (e.g. [192.0.2.10/32]) or set ssh_proxy",
+                )
+            )
+        if ssh_address == "tenant":
+            problems.append(
+                Problem(
+                    f"{b}.ssh_source_cidrs",
+                    "required with ssh_address: tenant: the commands then come from outside "
+                    "the share server's networks; list the source networks or set ssh_proxy",
+                )
+            )
 
     if backend.path_to_public_key:
         public_key, problem = _read_public_key(backend.path_to_public_key)
@@ -536,6 +594,10 @@ def _cross_checks(
         private_key, problem = _read_private_key(backend.path_to_private_key)
         if problem:
             problems.append(Problem(f"{b}.path_to_private_key", problem))
+    if backend.ssh_proxy and backend.ssh_proxy.path_to_private_key:
+        proxy_key, problem = _read_private_key(backend.ssh_proxy.path_to_private_key)
+        if problem:
+            problems.append(Problem(f"{b}.ssh_proxy.path_to_private_key", problem))
     have_key = backend.path_to_public_key and backend.path_to_private_key
     if not have_key and not backend.service_instance_password:
         problems.append(
@@ -577,7 +639,7 @@ def _cross_checks(
                     "share); make them all rw, or all ro for a read-only share",
                 )
             )
-    return problems, public_key, private_key
+    return problems, public_key, private_key, proxy_key
 
 
 def parse_stack_config(backend: Any, share_network: Any, shares: Any) -> StackSpec:
@@ -627,9 +689,11 @@ def parse_stack_config(backend: Any, share_network: Any, shares: Any) -> StackSp
         elif isinstance(value, ShareSpec):
             parsed_shares.append(value)
 
-    public_key = private_key = None
+    public_key = private_key = proxy_key = None
     if parsed_backend is not None:
-        more, public_key, private_key = _cross_checks(parsed_backend, parsed_network, parsed_shares)
+        more, public_key, private_key, proxy_key = _cross_checks(
+            parsed_backend, parsed_network, parsed_shares
+        )
         problems.extend(more)
     if problems:
         raise InvalidStackConfig(problems)
@@ -641,4 +705,5 @@ def parse_stack_config(backend: Any, share_network: Any, shares: Any) -> StackSp
         shares=tuple(parsed_shares),
         public_key=public_key if parsed_backend.path_to_private_key else None,
         private_key=private_key,
+        proxy_private_key=proxy_key or private_key,
     )

@@ -7,6 +7,7 @@ Automation API inline program, one stack per tenant.
 from __future__ import annotations
 
 import pulumi
+import pulumi_command as command
 
 from .blueprint import share_server_blueprint
 from .config import NAMESPACE, InvalidStackConfig, StackSpec, parse_stack_config
@@ -25,6 +26,20 @@ def load_stack_spec() -> StackSpec:
         )
     except InvalidStackConfig as exc:
         raise pulumi.RunError(str(exc)) from None
+
+
+def _ssh_proxy(spec: StackSpec) -> command.remote.ProxyConnectionArgs | None:
+    proxy = spec.backend.ssh_proxy
+    if proxy is None:
+        return None
+    return command.remote.ProxyConnectionArgs(
+        host=proxy.host,
+        user=proxy.user,
+        port=proxy.port,
+        private_key=(
+            pulumi.Output.secret(spec.proxy_private_key) if spec.proxy_private_key else None
+        ),
+    )
 
 
 def share_server_args(spec: StackSpec) -> ShareServerArgs:
@@ -57,6 +72,7 @@ def share_server_args(spec: StackSpec) -> ShareServerArgs:
         max_time_to_attach=backend.max_time_to_attach,
         service_network_host=backend.service_network_host,
         ovs_integration_bridge=backend.ovs_integration_bridge,
+        ssh_proxy=_ssh_proxy(spec),
         admin_network_id=backend.admin_network_id,
         admin_subnet_id=backend.admin_subnet_id,
         admin_subnet_cidr=facts.admin_subnet_cidr,

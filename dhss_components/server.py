@@ -43,6 +43,8 @@ class ShareServerArgs:
     max_time_to_attach: int
     service_network_host: str | None
     ovs_integration_bridge: str
+    ssh_proxy: command.remote.ProxyConnectionArgs | None = None
+    """A bastion the share commands go through."""
     admin_network_id: str | None = None
     admin_subnet_id: str | None = None
     admin_subnet_cidr: str | None = None
@@ -135,6 +137,7 @@ class ShareServer(pulumi.ComponentResource):
             password=args.password,
             # Keep dialling for as long as Manila waits for a new instance's SSH login.
             dial_error_limit=math.ceil(args.max_time_to_build_instance / _DIAL_PAUSE_SECONDS),
+            proxy=args.ssh_proxy,
         )
         timeout_minutes = (
             math.ceil((args.max_time_to_build_instance + args.max_time_to_attach) / 60) + 10

@@ -35,3 +35,20 @@ def keys(tmp_path: Path) -> tuple[Path, Path]:
 @pytest.fixture
 def config(keys: tuple[Path, Path]) -> dict[str, Any]:
     return base_config(keys)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say how long the real-guest part took: it must fit comfortably in CI's 90 minutes."""
+    guest_seconds = 0.0
+    count = 0
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            keywords = getattr(report, "keywords", {})
+            if "guest" in keywords and getattr(report, "duration", None) is not None:
+                guest_seconds += report.duration
+                count += report.when == "call"
+    if count:
+        terminalreporter.write_line(
+            f"guest tests: {count} ran in {guest_seconds:.0f} s "
+            "(setup, including the guest image build and boot, and calls)"
+        )
