@@ -123,10 +123,8 @@ class ShareServer(pulumi.ComponentResource):
                 availability_zone=plan.availability_zone,
                 metadata={"manila-dhss:share-server-id": plan.share_server_id},
             ),
-            # The host must be plugged before the commands can reach the instance.
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[connectivity] if connectivity else None
-            ),
+            # The server boots while the host is plugged: only the commands need both.
+            opts=child,
         )
 
         ssh_host = instance.addresses[plan.ssh_role]
@@ -166,6 +164,7 @@ class ShareServer(pulumi.ComponentResource):
                     protect_volume=args.protect_volumes,
                     device_timeout=args.max_time_to_attach,
                     command_timeout=f"{timeout_minutes}m",
+                    reachable_through=[instance, *([connectivity] if connectivity else [])],
                 ),
                 opts=child,
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -42,6 +43,9 @@ class ShareArgs:
     protect_volume: bool = True
     device_timeout: int = 120
     command_timeout: str = "20m"
+    reachable_through: Sequence[pulumi.Resource] = ()
+    """What SSH to the instance needs (its group and rules, the host plug): created before
+    the command runs, and deleted only after its delete has run."""
 
 
 class Share(pulumi.ComponentResource):
@@ -103,8 +107,9 @@ class Share(pulumi.ComponentResource):
             logging=command.remote.Logging.STDERR,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                # Destroy order follows dependencies: unexport and unmount, then detach.
-                depends_on=[attachment],
+                # Destroy order follows dependencies: unexport and unmount first, then
+                # detach, and only then remove what SSH needs (the group's rules, the plug).
+                depends_on=[attachment, *args.reachable_through],
                 # Never run the old delete after the new create on the same share.
                 delete_before_replace=True,
                 custom_timeouts=pulumi.CustomTimeouts(

@@ -72,6 +72,25 @@ def test_unexport_and_unmount_run_before_the_detach(
     assert command.delete_before_replace
 
 
+def test_ssh_stays_open_until_the_commands_have_cleaned_up(
+    cloud: SimulatedCloud, config: dict[str, Any]
+) -> None:
+    run = run_stack(cloud, config)
+    command = run.monitor.named("share-server-share-projects-export")
+    # On destroy Pulumi removes dependents first: the SSH rule, the group, the server and
+    # the host plug all outlive the command's delete (unexport, unmount), which needs them.
+    for needed in (
+        "share-server-instance-tcp-22-10.254.0.14-32",
+        "share-server-instance-security-group",
+        "share-server-instance-server",
+        "share-server-host-service-plug",
+    ):
+        assert run.monitor.named(needed).urn in command.dependencies, needed
+    # The server itself does not wait for the host plug: they proceed in parallel.
+    server = run.monitor.named("share-server-instance-server")
+    assert run.monitor.named("share-server-host-service-plug").urn not in server.dependencies
+
+
 def test_the_command_is_the_rendered_script_byte_for_byte(
     cloud: SimulatedCloud, config: dict[str, Any]
 ) -> None:
