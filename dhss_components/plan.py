@@ -1,0 +1,648 @@
+"""The offline plan: what a stack would declare, from its stack file alone.
+
+``python -m dhss_components.plan [--stack dev] [--format markdown|json]`` reads
+``Pulumi.<stack>.yaml``, builds a simulated cloud that holds what the config refers to (the
+tenant network and subnet, their router, the admin and service networks, the service image),
+runs the real program (``share_server_program``) against it under Pulumi's mocks, and prints
+the resources, their dependency graph, the security rules, the export locations and the
+script each share runs. No cloud, no credentials, no Pulumi CLI.
+
+What the plan cannot know it says at the top: key files that are not on this machine are
+replaced by throwaway keys, encrypted config values by placeholders, and the tenant and admin
+subnets' CIDRs are assumed (``--tenant-subnet-cidr``, ``--admin-subnet-cidr``). Addresses,
+MACs and ids are the simulated cloud's; ids appear as ``<id of NAME>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import ipaddress
+import itertools
+import json
+import os
+import shlex
+import struct
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+
+from .config import NAMESPACE, InvalidStackConfig, Problem, StackSpec, parse_stack_config
+from .simulated_cloud import SECRET_SIG, RecordingMonitor, SimulatedCloud
+
+DEFAULT_TENANT_SUBNET_CIDR = "10.0.0.0/26"
+"""DevStack's private subnet; a stack file does not say its tenant subnet's CIDR."""
+DEFAULT_ADMIN_SUBNET_CIDR = "192.0.2.0/24"
+"""A documentation range standing in for the admin subnet's CIDR."""
+SECRET_PLACEHOLDER = "plan-placeholder-secret"
+SIMULATED_ROUTER_ID = "<id of the tenant subnet's router>"
+SECRET_KEY = "4dabf18193072939515e22adb298388d"
+"""The key under which the engine marks a secret value (with SECRET_SIG as its value)."""
+
+# The inputs a reviewer looks at, per resource type. Other inputs are left out of the table
+# (they are defaults or bookkeeping); the JSON keeps the same selection.
+IMPORTANT_INPUTS: dict[str, tuple[str, ...]] = {
+    "openstack:networking/network:Network": ("name", "adminStateUp"),
+    "openstack:networking/subnet:Subnet": (
+        "name",
+        "networkId",
+        "cidr",
+        "noGateway",
+        "enableDhcp",
+        "allocationPools",
+    ),
+    "openstack:networking/routerInterface:RouterInterface": ("routerId", "subnetId"),
+    "openstack:networking/port:Port": (
+        "networkId",
+        "fixedIps",
+        "deviceId",
+        "deviceOwner",
+        "binding",
+        "portSecurityEnabled",
+        "securityGroupIds",
+    ),
+    "openstack:networking/secGroup:SecGroup": ("name",),
+    "openstack:networking/secGroupRule:SecGroupRule": (
+        "securityGroupId",
+        "direction",
+        "ethertype",
+        "protocol",
+        "portRangeMin",
+        "portRangeMax",
+        "remoteIpPrefix",
+        "description",
+    ),
+    "openstack:compute/keypair:Keypair": ("name", "publicKey"),
+    "openstack:compute/instance:Instance": (
+        "name",
+        "imageId",
+        "flavorId",
+        "keyPair",
+        "networks",
+        "availabilityZone",
+        "stopBeforeDestroy",
+    ),
+    "openstack:blockstorage/volume:Volume": (
+        "name",
+        "size",
+        "volumeType",
+        "availabilityZone",
+        "enableOnlineResize",
+    ),
+    "openstack:compute/volumeAttach:VolumeAttach": ("instanceId", "volumeId"),
+    "command:remote:Command": ("connection", "create", "update", "delete", "triggers", "logging"),
+    "command:local:Command": ("create", "delete", "triggers"),
+}
+COMMAND_TYPES = ("command:remote:Command", "command:local:Command")
+SHARE_COMPONENT = "manila-dhss:index:Share"
+SECURITY_RULE = "openstack:networking/secGroupRule:SecGroupRule"
+# What of an SSH connection a reviewer needs; credentials are never shown.
+CONNECTION_FIELDS = ("host", "port", "user", "dialErrorLimit", "perDialTimeout")
+CREDENTIAL_FIELDS = ("privateKey", "password", "privateKeyPassword")
+
+
+class PlanError(Exception):
+    """The plan cannot be made; the message says why and what to do. Exit code 2."""
+
+    def __init__(self, message: str, problems: Sequence[Problem] = ()) -> None:
+        super().__init__(message)
+        self.problems = tuple(problems)
+
+
+@dataclass(frozen=True)
+class PlannedResource:
+    name: str
+    type: str
+    parent: str | None
+    """The name of the component it belongs to (None for the stack's root component)."""
+    custom: bool
+    """A cloud resource (True) or a component grouping others (False)."""
+    inputs: dict[str, Any]
+    """The inputs that matter, secrets shown as [secret], cloud ids as <id of NAME>."""
+    depends_on: tuple[str, ...]
+    """Every resource it waits for, as the engine receives them."""
+    protect: bool
+    delete_before_replace: bool
+    ignore_changes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ShareCommands:
+    share: str
+    resource: str
+    create: str
+    update: str | None
+    delete: str | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    project: str
+    stack: str
+    notices: tuple[str, ...]
+    """What the plan substituted or assumed, to be read before anything else."""
+    resources: tuple[PlannedResource, ...]
+    edges: tuple[tuple[str, str], ...]
+    """(dependency, dependent) between cloud resources, without edges implied by others."""
+    security_rules: tuple[dict[str, Any], ...]
+    share_server: dict[str, Any]
+    shares: dict[str, Any]
+    share_commands: tuple[ShareCommands, ...]
+    host_commands: tuple[ShareCommands, ...]
+
+
+# -- the stack file ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StackFile:
+    project: str
+    stack: str
+    path: Path
+    config: dict[str, Any]
+    """The ``dhss:*`` keys without namespace: backend, shareNetwork, shares."""
+
+
+def read_stack_file(project_dir: Path, stack: str) -> StackFile:
+    path = project_dir / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        found = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in stack_files(project_dir))
+        known = f"stacks here: {', '.join(found)}" if found else "no Pulumi.<stack>.yaml here"
+        raise PlanError(f"{path}: no such stack file ({known}); pass --stack or --cwd")
+    project = "manila-dhss"
+    project_file = project_dir / "Pulumi.yaml"
+    try:
+        if project_file.is_file():
+            project = str(_load_yaml(project_file).get("name") or project)
+        document = _load_yaml(path)
+    except yaml.YAMLError as exc:
+        raise PlanError(f"{exc}: not valid YAML; fix the file") from None
+    raw = document.get("config") or {}
+    if not isinstance(raw, dict):
+        raise PlanError(f"{path}: `config:` must be a mapping of keys to values")
+    config = {
+        key.split(":", 1)[1]: value
+        for key, value in raw.items()
+        if isinstance(key, str) and key.startswith(f"{NAMESPACE}:")
+    }
+    return StackFile(project=project, stack=stack, path=path, config=config)
+
+
+def stack_files(project_dir: Path) -> list[Path]:
+    return sorted(p for p in project_dir.glob("Pulumi.*.yaml") if p.name != "Pulumi.yaml")
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(document, dict):
+        raise PlanError(f"{path}: expected a YAML mapping at the top")
+    return document
+
+
+# -- what cannot be had on this machine ----------------------------------------------------------
+
+
+def placeholder_key_pair(directory: Path) -> tuple[Path, Path]:
+    """A well-formed, fixed ed25519 public key and a PEM-shaped private key.
+
+    They log in nowhere: they only let the config checks and the program run. Fixed bytes,
+    so two plans of the same stack print the same keypair input.
+    """
+    key_type = b"ssh-ed25519"
+    body = hashlib.sha256(b"manila-dhss offline plan placeholder key").digest()
+    blob = struct.pack(">I", len(key_type)) + key_type + struct.pack(">I", len(body)) + body
+    public = directory / "placeholder_ed25519.pub"
+    public.write_text(f"ssh-ed25519 {base64.b64encode(blob).decode()} manila-dhss-plan\n")
+    private = directory / "placeholder_ed25519"
+    private.write_text(
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+        + base64.b64encode(body * 3).decode()
+        + "\n-----END OPENSSH PRIVATE KEY-----\n"
+    )
+    return public, private
+
+
+def _is_secure(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"secure"}
+
+
+def substitute(config: Mapping[str, Any], directory: Path) -> tuple[dict[str, Any], list[str]]:
+    """The config with encrypted values and missing key files replaced; what was replaced."""
+    notices: list[str] = []
+    public, private = placeholder_key_pair(directory)
+
+    def _key_file(key: str, value: Any, where: str) -> Any:
+        if key not in ("path_to_public_key", "path_to_private_key") or not isinstance(value, str):
+            return value
+        if Path(os.path.expanduser(value)).exists():
+            return value
+        notices.append(
+            f"`{where}` names {value}, which does not exist on this machine; "
+            "a throwaway placeholder key stands in for it."
+        )
+        return str(public if key == "path_to_public_key" else private)
+
+    def walk(value: Any, where: str) -> Any:
+        if _is_secure(value):
+            notices.append(
+                f"`{where}` is encrypted in the stack file; the plan uses a placeholder "
+                "(it never decrypts secrets)."
+            )
+            return SECRET_PLACEHOLDER
+        if isinstance(value, dict):
+            result = {}
+            for key, item in value.items():
+                path = f"{where}.{key}"
+                result[key] = walk(_key_file(key, item, path), path)
+            return result
+        if isinstance(value, list):
+            return [walk(item, f"{where}[{index}]") for index, item in enumerate(value)]
+        return value
+
+    result = {key: walk(value, f"{NAMESPACE}:{key}") for key, value in config.items()}
+    return result, notices
+
+
+def simulated_cloud_for(
+    spec: StackSpec, *, tenant_subnet_cidr: str, admin_subnet_cidr: str
+) -> tuple[SimulatedCloud, list[str]]:
+    """A cloud holding exactly what the config refers to, and what was assumed about it."""
+    backend, share_network = spec.backend, spec.share_network
+    cloud = SimulatedCloud()
+    assumed = []
+    cloud.add_network("tenant", share_network.neutron_net_id)
+    cloud.add_subnet(
+        share_network.neutron_net_id,
+        tenant_subnet_cidr,
+        name="tenant-subnet",
+        subnet_id=share_network.neutron_subnet_id,
+    )
+    assumed.append(
+        f"tenant subnet {share_network.neutron_subnet_id} is {tenant_subnet_cidr} "
+        "(--tenant-subnet-cidr)"
+    )
+    if not backend.connect_share_server_to_tenant_network:
+        cloud.add_router(share_network.neutron_subnet_id, SIMULATED_ROUTER_ID)
+        assumed.append("a router holds its gateway")
+    if backend.admin_network_id and backend.admin_subnet_id:
+        cloud.add_network("admin", backend.admin_network_id)
+        cloud.add_subnet(
+            backend.admin_network_id,
+            admin_subnet_cidr,
+            name="admin-subnet",
+            subnet_id=backend.admin_subnet_id,
+        )
+        assumed.append(
+            f"admin subnet {backend.admin_subnet_id} is {admin_subnet_cidr} (--admin-subnet-cidr)"
+        )
+    if backend.service_network_id:
+        cloud.add_network(backend.service_network_name, backend.service_network_id)
+        assumed.append(
+            f"service network {backend.service_network_id} holds no other service subnet yet"
+        )
+    cloud.add_image(
+        backend.service_image_name, image_id=f"<id of image {backend.service_image_name}>"
+    )
+    assumed.append(f"exactly one active image is named {backend.service_image_name}")
+    return cloud, assumed
+
+
+# -- running the real program ------------------------------------------------------------------
+
+
+@contextmanager
+def _own_event_loop() -> Iterator[None]:
+    # Pulumi's pending work must never resolve on a loop that outlives this run. One worker
+    # thread for the SDK's calls to the (mock) engine: the simulated cloud then sees the
+    # resources in the same order on every run, so it hands out the same addresses.
+    loop = asyncio.new_event_loop()
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
+    asyncio.set_event_loop(loop)
+    try:
+        yield
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
+def run_program(
+    cloud: SimulatedCloud, config: Mapping[str, Any], *, project: str, stack: str
+) -> tuple[RecordingMonitor, dict[str, Any]]:
+    """The real program once, under mocks; its registrations and its resolved stack outputs."""
+    from .program import share_server_program
+
+    monitor = RecordingMonitor(cloud)
+    outputs: dict[str, Any] = {}
+    with _own_event_loop():
+        pulumi.runtime.set_mocks(
+            cloud, project=project, stack=stack, preview=False, monitor=monitor
+        )
+        pulumi.runtime.set_all_config(
+            {f"{NAMESPACE}:{key}": json.dumps(value) for key, value in config.items()}
+        )
+
+        def program() -> pulumi.Output[Any]:
+            server = share_server_program()
+            return pulumi.Output.all(server.share_server, server.shares).apply(
+                lambda values: outputs.update(share_server=values[0], shares=values[1])
+            )
+
+        pulumi.runtime.test(program)()  # type: ignore[no-untyped-call]
+    return monitor, outputs
+
+
+# -- from registrations to a plan ----------------------------------------------------------------
+
+
+def _number(value: Any) -> Any:
+    """Protobuf numbers are floats; 10.0 is printed as 10."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _clean(value: Any, names_by_id: Mapping[str, str]) -> Any:
+    if isinstance(value, dict):
+        if value.get(SECRET_KEY) == SECRET_SIG:
+            return "[secret]"
+        # Sorted: the engine's maps carry no order.
+        return {key: _clean(value[key], names_by_id) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_clean(item, names_by_id) for item in value]
+    if isinstance(value, str):
+        for resource_id, name in names_by_id.items():
+            if resource_id in value:
+                value = value.replace(resource_id, f"<id of {name}>")
+        return value
+    return _number(value)
+
+
+def _connection(value: Any, names_by_id: Mapping[str, str]) -> Any:
+    """Where the commands SSH to, as a reviewer needs it; never a credential."""
+    if isinstance(value, dict) and value.get(SECRET_KEY) == SECRET_SIG:
+        value = value.get("value")
+    if not isinstance(value, dict):
+        return "[secret]"
+    shown: dict[str, Any] = {k: _number(value[k]) for k in CONNECTION_FIELDS if k in value}
+    for key in CREDENTIAL_FIELDS:
+        if value.get(key):
+            shown[key] = "[secret]"
+    if isinstance(value.get("proxy"), dict):
+        shown["proxy"] = _connection(value["proxy"], names_by_id)
+    return _clean(shown, names_by_id)
+
+
+def _important_inputs(
+    typ: str, inputs: Mapping[str, Any], names_by_id: Mapping[str, str]
+) -> dict[str, Any]:
+    keys = IMPORTANT_INPUTS.get(typ, tuple(inputs))
+    result: dict[str, Any] = {}
+    for key in keys:
+        if key not in inputs or inputs[key] in (None, "", [], {}):
+            continue
+        if key == "connection":
+            result[key] = _connection(inputs[key], names_by_id)
+        else:
+            result[key] = _clean(inputs[key], names_by_id)
+    return result
+
+
+def reduced_edges(depends_on: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:
+    """(dependency, dependent) pairs, leaving out any edge that another path already implies."""
+
+    def reachable(start: str, skip: str) -> set[str]:
+        seen: set[str] = set()
+        stack = [d for d in depends_on.get(start, ()) if d != skip]
+        while stack:
+            node = stack.pop()
+            if node not in seen:
+                seen.add(node)
+                stack.extend(depends_on.get(node, ()))
+        return seen
+
+    edges = []
+    for node, dependencies in depends_on.items():
+        for dependency in dict.fromkeys(dependencies):
+            if dependency not in reachable(node, skip=dependency):
+                edges.append((dependency, node))
+    return edges
+
+
+def creation_order(depends_on: Mapping[str, Sequence[str]]) -> list[str]:
+    """Every node after what it depends on; ties by name, so the order never varies by run."""
+    waiting = {node: set(deps) & set(depends_on) for node, deps in depends_on.items()}
+    order: list[str] = []
+    while waiting:
+        ready = sorted(node for node, deps in waiting.items() if not deps) or sorted(waiting)[:1]
+        node = ready[0]
+        order.append(node)
+        del waiting[node]
+        for deps in waiting.values():
+            deps.discard(node)
+    return order
+
+
+def _share_name(command_text: str) -> str | None:
+    """``--name X`` on the command's first line (share_script's contract)."""
+    words = shlex.split(command_text.split("\n", 1)[0].split("<<", 1)[0])
+    for flag, value in itertools.pairwise(words):
+        if flag == "--name":
+            return value
+    return None
+
+
+def build_plan(
+    stack_file: StackFile,
+    notices: Sequence[str],
+    monitor: RecordingMonitor,
+    cloud: SimulatedCloud,
+    outputs: Mapping[str, Any],
+) -> Plan:
+    registrations = list(monitor.registrations.values())
+    name_by_urn = {r.urn: r.name for r in registrations}
+    type_by_name = {r.name: r.type for r in registrations}
+    recorded = {
+        (rec.typ, rec.name): rec
+        for (stack, _, _), rec in cloud.resources.items()
+        if stack == stack_file.stack
+    }
+    names_by_id = {rec.id: rec.name for rec in recorded.values()}
+
+    resources = []
+    commands: list[ShareCommands] = []
+    host_commands: list[ShareCommands] = []
+    depends_on: dict[str, list[str]] = {}
+    for registration in registrations:
+        rec = recorded.get((registration.type, registration.name))
+        inputs = rec.inputs if rec else {}
+        custom = bool(rec and "id" in rec.state)
+        parent = name_by_urn.get(registration.parent)
+        deps = tuple(
+            sorted({name_by_urn[u] for u in registration.dependencies if u in name_by_urn})
+        )
+        resources.append(
+            PlannedResource(
+                name=registration.name,
+                type=registration.type,
+                parent=parent,
+                custom=custom,
+                inputs=_important_inputs(registration.type, inputs, names_by_id) if custom else {},
+                depends_on=deps,
+                protect=registration.protect,
+                delete_before_replace=registration.delete_before_replace,
+                ignore_changes=tuple(registration.ignore_changes),
+            )
+        )
+        if custom:
+            depends_on[registration.name] = [d for d in deps if d in names_by_id.values()]
+        if registration.type in COMMAND_TYPES and isinstance(inputs.get("create"), str):
+            create = _clean(inputs["create"], names_by_id)
+            update, delete = (
+                _clean(inputs[k], names_by_id) if isinstance(inputs.get(k), str) else None
+                for k in ("update", "delete")
+            )
+            if parent and type_by_name.get(parent) == SHARE_COMPONENT:
+                share = _share_name(create) or parent
+                commands.append(ShareCommands(share, registration.name, create, update, delete))
+            else:
+                host_commands.append(
+                    ShareCommands(registration.name, registration.name, create, update, delete)
+                )
+
+    rank = {name: index for index, name in enumerate(creation_order(depends_on))}
+    resources.sort(key=lambda r: (rank.get(r.name, -1), r.name))
+    edges = sorted(reduced_edges(depends_on), key=lambda e: (rank[e[1]], rank[e[0]]))
+    rules = tuple(
+        {
+            key: r.inputs.get(key)
+            for key in (
+                "direction",
+                "ethertype",
+                "protocol",
+                "portRangeMin",
+                "portRangeMax",
+                "remoteIpPrefix",
+                "description",
+            )
+        }
+        for r in resources
+        if r.type == SECURITY_RULE
+    )
+    rules = tuple(
+        sorted(
+            rules,
+            key=lambda rule: (
+                ipaddress.ip_network(str(rule["remoteIpPrefix"] or "0.0.0.0/0")),
+                str(rule["protocol"]),
+                rule["portRangeMin"] or 0,
+            ),
+        )
+    )
+    return Plan(
+        project=stack_file.project,
+        stack=stack_file.stack,
+        notices=tuple(notices),
+        resources=tuple(resources),
+        edges=tuple(edges),
+        security_rules=rules,
+        share_server=_clean(dict(outputs.get("share_server") or {}), names_by_id),
+        shares=_clean(dict(outputs.get("shares") or {}), names_by_id),
+        share_commands=tuple(commands),
+        host_commands=tuple(host_commands),
+    )
+
+
+def make_plan(
+    project_dir: Path,
+    stack: str,
+    *,
+    tenant_subnet_cidr: str = DEFAULT_TENANT_SUBNET_CIDR,
+    admin_subnet_cidr: str = DEFAULT_ADMIN_SUBNET_CIDR,
+) -> Plan:
+    """Everything above, in order. Raises PlanError (bad stack file, invalid config)."""
+    for flag, cidr in (
+        ("--tenant-subnet-cidr", tenant_subnet_cidr),
+        ("--admin-subnet-cidr", admin_subnet_cidr),
+    ):
+        try:
+            ipaddress.IPv4Network(cidr)
+        except ValueError as exc:
+            raise PlanError(
+                f"{flag} {cidr!r}: {exc}; give an IPv4 network such as 10.0.0.0/24"
+            ) from None
+    stack_file = read_stack_file(project_dir, stack)
+    with tempfile.TemporaryDirectory(prefix="dhss-plan-") as directory:
+        config, notices = substitute(stack_file.config, Path(directory))
+        try:
+            spec = parse_stack_config(
+                config.get("backend"), config.get("shareNetwork"), config.get("shares")
+            )
+        except InvalidStackConfig as exc:
+            raise PlanError(
+                f"{stack_file.path}: the stack config has problems; nothing was planned",
+                exc.problems,
+            ) from None
+        cloud, assumed = simulated_cloud_for(
+            spec, tenant_subnet_cidr=tenant_subnet_cidr, admin_subnet_cidr=admin_subnet_cidr
+        )
+        monitor, outputs = run_program(
+            cloud, config, project=stack_file.project, stack=stack_file.stack
+        )
+    notices = [
+        *notices,
+        "The cloud is simulated; it holds what the config names: " + "; ".join(assumed) + ".",
+        "Addresses, MAC addresses and ids are the simulated cloud's; Neutron, Nova and Cinder "
+        "choose the real ones (from the same pools). Cloud-assigned ids appear as <id of NAME>.",
+    ]
+    return build_plan(stack_file, notices, monitor, cloud, outputs)
+
+
+# -- command line --------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .plan_render import render_json, render_markdown
+
+    parser = argparse.ArgumentParser(
+        prog="python -m dhss_components.plan",
+        description="Print what a stack would declare, from its stack file alone: the real "
+        "program against a simulated cloud (no cloud, no credentials, no Pulumi CLI).",
+    )
+    parser.add_argument("--stack", default="dev", help="reads Pulumi.<stack>.yaml (default: dev)")
+    parser.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    parser.add_argument(
+        "--cwd", "-C", type=Path, default=Path(), help="the project directory (default: .)"
+    )
+    parser.add_argument("--tenant-subnet-cidr", default=DEFAULT_TENANT_SUBNET_CIDR)
+    parser.add_argument("--admin-subnet-cidr", default=DEFAULT_ADMIN_SUBNET_CIDR)
+    args = parser.parse_args(argv)
+    try:
+        plan = make_plan(
+            args.cwd,
+            args.stack,
+            tenant_subnet_cidr=args.tenant_subnet_cidr,
+            admin_subnet_cidr=args.admin_subnet_cidr,
+        )
+    except PlanError as exc:
+        print(f"plan: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 2
+    except pulumi.RunError as exc:
+        # A fact about the (simulated) cloud that makes the share server impossible.
+        print(f"plan: the program stopped: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(render_json(plan) if args.format == "json" else render_markdown(plan))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
