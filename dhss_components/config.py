@@ -707,3 +707,10 @@ def parse_stack_config(backend: Any, share_network: Any, shares: Any) -> StackSp
         private_key=private_key,
         proxy_private_key=proxy_key or private_key,
     )
+
+
+if __name__ == "__main__":
+    # python -m dhss_components.config from-manila-conf /etc/manila/manila.conf --backend X
+    from dhss_components.manila_conf import main
+
+    raise SystemExit(main())
