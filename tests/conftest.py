@@ -6,9 +6,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from dhss_components.simulated_cloud import SimulatedCloud, devstack_cloud
 from tests.stack_run import base_config, write_key_pair
+
+# Property tests judge correctness, never speed: on a busy 2-core CI machine a per-example
+# deadline only makes them flaky.
+settings.register_profile("dhss", deadline=None)
+settings.load_profile("dhss")
 
 
 @pytest.fixture(autouse=True)
