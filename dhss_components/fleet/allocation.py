@@ -1,0 +1,140 @@
+"""Service subnet CIDRs for tenants that share one service network, decided centrally.
+
+Each stack, run on its own, picks the first free block of the service network (discovery).
+Two new tenants running in parallel would both see the same block free and both claim it;
+Neutron then refuses the second subnet. So before any stack runs, the fleet decides every
+tenant's block here, in one place, and pins it in the tenant's config
+(``dhss:shareNetwork.service_subnet_cidr``).
+
+The rules:
+- a block, once given to a tenant, stays that tenant's (the ledger remembers it), whatever
+  tenants are added or removed around it;
+- a tenant that pins its own CIDR in the tenants file gets exactly that one;
+- a removed tenant keeps its block reserved until its stack is destroyed (its subnet may
+  still exist);
+- new tenants, in name order, get the first block that overlaps nothing already given, by
+  the same rule a single stack uses (``choose_service_subnet_cidr``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from ..config import Problem
+from ..service_subnet import NoFreeServiceSubnet, choose_service_subnet_cidr
+
+Ledger = Mapping[str, Mapping[str, str]]
+"""Service network id -> tenant (stack name) -> the CIDR given to it."""
+
+
+@dataclass(frozen=True)
+class SubnetRequest:
+    """One tenant's need for a block of a shared service network."""
+
+    tenant: str
+    network_id: str
+    pool: str
+    """service_network_cidr."""
+    mask: int
+    """service_network_division_mask."""
+    pinned: str | None = None
+    """The tenant's own dhss:shareNetwork.service_subnet_cidr, if the file sets one."""
+
+
+@dataclass(frozen=True)
+class Allocation:
+    cidrs: Mapping[str, str]
+    """Tenant -> its service subnet CIDR, for every request."""
+    ledger: Ledger
+    """The ledger to remember: the old one plus every new decision."""
+    new: frozenset[str]
+    """Tenants whose block was given on this run."""
+
+
+class AllocationError(Exception):
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+def _overlap(cidr: str, taken: Mapping[str, str], tenant: str) -> str | None:
+    network = ipaddress.ip_network(cidr)
+    for other, other_cidr in sorted(taken.items()):
+        if other != tenant and network.overlaps(ipaddress.ip_network(other_cidr)):
+            return other
+    return None
+
+
+def allocate_service_subnets(
+    requests: Iterable[SubnetRequest],
+    ledger: Ledger,
+    remembered: Mapping[str, str] | None = None,
+) -> Allocation:
+    """Give every request a block; raise AllocationError naming the tenants in conflict.
+
+    ``remembered`` holds CIDRs learnt elsewhere for tenants the ledger does not know (the
+    ``share_server.service_subnet_cidr`` output of a stack made before the ledger existed);
+    they count as given.
+    """
+    remembered = remembered or {}
+    by_network: dict[str, list[SubnetRequest]] = {}
+    for request in requests:
+        by_network.setdefault(request.network_id, []).append(request)
+
+    cidrs: dict[str, str] = {}
+    new: set[str] = set()
+    result: dict[str, dict[str, str]] = {net: dict(given) for net, given in ledger.items()}
+    problems: list[Problem] = []
+    for network_id, group in sorted(by_network.items()):
+        taken = result.setdefault(network_id, {})
+        for request in group:
+            if request.tenant not in taken and request.tenant in remembered:
+                taken[request.tenant] = remembered[request.tenant]
+        for request in group:
+            if request.pinned is None:
+                continue
+            taken[request.tenant] = str(ipaddress.IPv4Network(request.pinned))
+        for request in group:
+            if request.pinned is None:
+                continue
+            other = _overlap(taken[request.tenant], taken, request.tenant)
+            if other is not None:
+                problems.append(
+                    Problem(
+                        f"tenants[{request.tenant}].shareNetwork.service_subnet_cidr",
+                        f"{request.pinned} overlaps {taken[other]}, the service subnet of "
+                        f"tenant {other} on service network {network_id}; pick a free block "
+                        "or remove the key to let the fleet choose",
+                    )
+                )
+        for request in sorted(group, key=lambda r: r.tenant):
+            if request.tenant in taken:
+                continue
+            try:
+                cidr = choose_service_subnet_cidr(request.pool, request.mask, taken.values())
+            except NoFreeServiceSubnet as exc:
+                problems.append(Problem(f"tenants[{request.tenant}]", str(exc)))
+                continue
+            taken[request.tenant] = cidr
+            new.add(request.tenant)
+        for request in group:
+            if request.tenant in taken:
+                cidrs[request.tenant] = taken[request.tenant]
+    if problems:
+        raise AllocationError(problems)
+    return Allocation(
+        cidrs=cidrs,
+        ledger={net: dict(sorted(given.items())) for net, given in sorted(result.items()) if given},
+        new=frozenset(new),
+    )
+
+
+def release(ledger: Ledger, tenant: str) -> Ledger:
+    """The ledger without the tenant (its stack was destroyed, so its subnet is gone)."""
+    return {
+        net: {t: c for t, c in given.items() if t != tenant}
+        for net, given in ledger.items()
+        if any(t != tenant for t in given)
+    }

@@ -1,0 +1,198 @@
+"""Service subnet blocks for tenants on one service network: never overlapping, never moving."""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dhss_components.fleet.allocation import (
+    AllocationError,
+    SubnetRequest,
+    allocate_service_subnets,
+    release,
+)
+from dhss_components.fleet.ledger import LedgerError, LedgerFile, reserve
+from tests.fleet.fleet_env import pairwise_disjoint
+
+NET = "b7d1a0c3-4e5f-4a6b-8c7d-9e0f1a2b3c41"
+OTHER_NET = "0f0e0d0c-0b0a-4908-8706-050403020100"
+POOL = "10.254.0.0/24"
+
+
+def request(tenant: str, pinned: str | None = None, network: str = NET) -> SubnetRequest:
+    return SubnetRequest(tenant=tenant, network_id=network, pool=POOL, mask=28, pinned=pinned)
+
+
+def cidrs_of(tenants: Sequence[str], ledger: Mapping[str, Mapping[str, str]] | None = None):
+    return allocate_service_subnets([request(t) for t in tenants], ledger or {})
+
+
+def test_new_tenants_get_the_first_free_blocks_in_name_order() -> None:
+    allocation = cidrs_of(["tenant-b", "tenant-a", "tenant-c"])
+
+    assert allocation.cidrs == {
+        "tenant-a": "10.254.0.0/28",
+        "tenant-b": "10.254.0.16/28",
+        "tenant-c": "10.254.0.32/28",
+    }
+    assert allocation.new == {"tenant-a", "tenant-b", "tenant-c"}
+
+
+def test_tenants_coming_and_going_never_move_the_others() -> None:
+    first = cidrs_of(["tenant-a", "tenant-b", "tenant-c"])
+
+    # tenant-b leaves the file (its stack is not destroyed yet), tenant-0 arrives: it sorts
+    # first, but takes a free block instead of anyone's.
+    second = cidrs_of(["tenant-0", "tenant-a", "tenant-c"], first.ledger)
+
+    assert second.cidrs["tenant-a"] == first.cidrs["tenant-a"]
+    assert second.cidrs["tenant-c"] == first.cidrs["tenant-c"]
+    assert second.cidrs["tenant-0"] == "10.254.0.48/28"  # b's block stays reserved
+    assert second.ledger[NET]["tenant-b"] == first.cidrs["tenant-b"]
+    assert second.new == {"tenant-0"}
+
+
+def test_a_destroyed_tenants_block_is_given_again() -> None:
+    first = cidrs_of(["tenant-a", "tenant-b"])
+
+    after = cidrs_of(["tenant-a", "tenant-z"], release(first.ledger, "tenant-b"))
+
+    assert after.cidrs["tenant-z"] == first.cidrs["tenant-b"]
+
+
+def test_a_pinned_block_is_kept_and_an_overlap_names_both_tenants() -> None:
+    allocation = allocate_service_subnets(
+        [request("tenant-a"), request("tenant-b", pinned="10.254.0.0/28")], {}
+    )
+    assert allocation.cidrs == {"tenant-a": "10.254.0.16/28", "tenant-b": "10.254.0.0/28"}
+
+    with pytest.raises(AllocationError) as caught:
+        allocate_service_subnets([request("tenant-c", pinned="10.254.0.16/28")], allocation.ledger)
+    (problem,) = caught.value.problems
+    assert problem.key == "tenants[tenant-c].shareNetwork.service_subnet_cidr"
+    assert "overlaps 10.254.0.16/28, the service subnet of tenant tenant-a" in problem.message
+
+
+def test_a_stack_made_before_the_ledger_keeps_its_subnet() -> None:
+    # tenant-b's stack already has 10.254.0.0/28 (its share_server output).
+    allocation = allocate_service_subnets(
+        [request("tenant-a"), request("tenant-b")], {}, remembered={"tenant-b": "10.254.0.0/28"}
+    )
+
+    assert allocation.cidrs == {"tenant-a": "10.254.0.16/28", "tenant-b": "10.254.0.0/28"}
+    assert allocation.new == {"tenant-a"}
+
+
+def test_networks_are_allocated_separately() -> None:
+    allocation = allocate_service_subnets(
+        [request("tenant-a"), request("tenant-b", network=OTHER_NET)], {}
+    )
+
+    assert allocation.cidrs == {"tenant-a": "10.254.0.0/28", "tenant-b": "10.254.0.0/28"}
+
+
+def test_a_full_pool_names_the_tenant_that_did_not_fit() -> None:
+    with pytest.raises(AllocationError) as caught:
+        cidrs_of([f"tenant-{i:02d}" for i in range(17)])
+
+    (problem,) = caught.value.problems
+    assert problem.key == "tenants[tenant-16]"
+    assert "no free /28 is left in service_network_cidr 10.254.0.0/24" in problem.message
+
+
+names = st.lists(st.from_regex(r"[a-z][a-z0-9-]{0,12}", fullmatch=True), unique=True, max_size=16)
+
+
+@given(names, st.data())
+def test_any_tenants_get_disjoint_blocks_that_stay_put(
+    tenants: list[str], data: st.DataObject
+) -> None:
+    first = cidrs_of(tenants)
+    assert set(first.cidrs) == set(tenants)
+    assert pairwise_disjoint(first.cidrs.values())
+    pool = ipaddress.ip_network(POOL)
+    assert all(ipaddress.ip_network(c).subnet_of(pool) for c in first.cidrs.values())  # type: ignore[arg-type]
+
+    leaving = data.draw(st.sets(st.sampled_from(tenants)) if tenants else st.just(set()))
+    ledger = first.ledger
+    for tenant in data.draw(
+        st.sets(st.sampled_from(sorted(leaving))) if leaving else st.just(set())
+    ):
+        ledger = release(ledger, tenant)  # some of them were destroyed too
+    arriving = data.draw(st.lists(st.from_regex(r"new-[a-z]{1,4}", fullmatch=True), unique=True))
+    staying = [t for t in tenants if t not in leaving]
+    reserved = sum(len(given) for given in ledger.values())
+    if reserved + len(arriving) > 16:
+        return  # a full pool is its own test
+    second = cidrs_of(staying + arriving, ledger)
+
+    assert {t: second.cidrs[t] for t in staying} == {t: first.cidrs[t] for t in staying}
+    everything = {**second.ledger.get(NET, {})}
+    assert pairwise_disjoint(everything.values())
+
+
+@settings(max_examples=30)
+@given(
+    names, st.lists(st.integers(min_value=0, max_value=3), min_size=16, max_size=16), st.randoms()
+)
+def test_fleet_runs_in_any_order_never_share_a_block(
+    tmp_path_factory: pytest.TempPathFactory,
+    tenants: list[str],
+    groups: list[int],
+    random: object,
+) -> None:
+    """Tenants split over up to four fleet runs (different tenants files, one ledger), run in
+    any order: every block given is given once."""
+    ledger = LedgerFile(tmp_path_factory.mktemp("ledger") / "service-subnets.json")
+    runs: dict[int, list[str]] = {}
+    for tenant, group in zip(tenants, groups, strict=False):
+        runs.setdefault(group, []).append(tenant)
+    order = list(runs)
+    random.shuffle(order)  # type: ignore[attr-defined]
+    given_out: dict[str, str] = {}
+    for group in order:
+        given_out.update(reserve(ledger, [request(t) for t in runs[group]]).cidrs)
+    assert set(given_out) == set(tenants)
+    assert pairwise_disjoint(given_out.values())
+
+
+def test_fleet_runs_at_the_same_time_wait_for_each_other(tmp_path: Path) -> None:
+    """Four fleet runs on one machine at once, each taking its time to read stack outputs
+    under the lock: without the lock they would all see an empty ledger and hand out
+    10.254.0.0/28 four times."""
+    ledger = LedgerFile(tmp_path / "service-subnets.json")
+    results: dict[int, Mapping[str, str]] = {}
+
+    def slow_outputs(unknown: Sequence[str]) -> dict[str, str]:
+        time.sleep(0.05)
+        return {}
+
+    def fleet_run(group: int) -> None:
+        tenants = [request(f"run{group}-tenant{i}") for i in range(3)]
+        results[group] = reserve(ledger, tenants, slow_outputs).cidrs
+
+    threads = [threading.Thread(target=fleet_run, args=(g,)) for g in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    everything = [c for cidrs in results.values() for c in cidrs.values()]
+    assert len(everything) == 12
+    assert pairwise_disjoint(everything)
+    assert sum(len(given) for given in ledger.read().values()) == 12
+
+
+def test_a_damaged_ledger_is_an_error_not_a_fresh_start(tmp_path: Path) -> None:
+    path = tmp_path / "service-subnets.json"
+    path.write_text("{not json")
+
+    with pytest.raises(LedgerError, match="not valid JSON"):
+        reserve(LedgerFile(path), [request("tenant-a")])
