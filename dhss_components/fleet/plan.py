@@ -1,0 +1,106 @@
+"""Per-tenant stack config: what the fleet sets on each tenant's stack, decided up front.
+
+The program reads three objects (``dhss:backend``, ``dhss:shareNetwork``, ``dhss:shares``) and
+the provider reads ``openstack:cloud``. The fleet sets exactly these, as JSON, with the service
+subnet block it allocated pinned in ``dhss:shareNetwork.service_subnet_cidr``. A backend that
+carries a password is set as a secret as a whole (the program reads it as one object), so the
+password is encrypted in the stack's config and never shown.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pulumi.automation import ConfigValue
+
+from ..config import NAMESPACE, InvalidStackConfig, Problem, parse_stack_config
+from .allocation import SubnetRequest
+from .tenants import CLOUD_KEY, Tenant
+
+MANAGED_PREFIXES = (f"{NAMESPACE}:",)
+MANAGED_KEYS = (CLOUD_KEY,)
+
+
+@dataclass(frozen=True)
+class TenantPlan:
+    """Everything one tenant's run needs, decided before any stack is touched."""
+
+    tenant: Tenant
+    work_dir: Path
+    config: Mapping[str, ConfigValue]
+    service_subnet_cidr: str | None
+
+    @property
+    def stack_name(self) -> str:
+        return self.tenant.name
+
+
+def subnet_request(tenant: Tenant) -> SubnetRequest | None:
+    """The tenant's claim on a shared service network, if it has one.
+
+    Only a service network given by id is shared; a stack that makes its own service network
+    (no service_network_id) has it to itself, and Manila's mode C uses none.
+    """
+    backend = tenant.spec.backend
+    if not backend.uses_service_network or backend.service_network_id is None:
+        return None
+    return SubnetRequest(
+        tenant=tenant.name,
+        network_id=backend.service_network_id,
+        pool=backend.service_network_cidr,
+        mask=backend.service_network_division_mask,
+        pinned=tenant.spec.share_network.service_subnet_cidr,
+    )
+
+
+def share_network_with(tenant: Tenant, cidr: str | None) -> dict[str, Any]:
+    share_network = dict(tenant.share_network)
+    if cidr is not None:
+        share_network["service_subnet_cidr"] = cidr
+    return share_network
+
+
+def tenant_config(tenant: Tenant, service_subnet_cidr: str | None) -> dict[str, ConfigValue]:
+    """The stack config for one tenant, as the Automation API sets it."""
+    config = {
+        f"{NAMESPACE}:backend": ConfigValue(
+            json.dumps(dict(tenant.backend), sort_keys=True), secret=tenant.has_secrets
+        ),
+        f"{NAMESPACE}:shareNetwork": ConfigValue(
+            json.dumps(share_network_with(tenant, service_subnet_cidr), sort_keys=True)
+        ),
+        f"{NAMESPACE}:shares": ConfigValue(json.dumps(list(tenant.shares))),
+    }
+    if tenant.cloud is not None:
+        config[CLOUD_KEY] = ConfigValue(tenant.cloud)
+    return config
+
+
+def stale_keys(existing: Iterable[str], wanted: Mapping[str, ConfigValue]) -> list[str]:
+    """Keys the fleet manages that the stack has but the tenants file no longer sets (an
+    ``openstack:cloud`` override that was removed must stop applying)."""
+    return sorted(
+        key
+        for key in existing
+        if key not in wanted and (key.startswith(MANAGED_PREFIXES) or key in MANAGED_KEYS)
+    )
+
+
+def final_config_problems(tenant: Tenant, service_subnet_cidr: str | None) -> Sequence[Problem]:
+    """Validate the config as the stack will see it, with the pinned block."""
+    try:
+        parse_stack_config(
+            dict(tenant.backend),
+            share_network_with(tenant, service_subnet_cidr),
+            list(tenant.shares),
+        )
+    except InvalidStackConfig as exc:
+        return [
+            Problem(f"tenants[{tenant.name}].{p.key.removeprefix(NAMESPACE + ':')}", p.message)
+            for p in exc.problems
+        ]
+    return []
