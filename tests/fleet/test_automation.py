@@ -1,0 +1,311 @@
+"""The fleet through the real ``pulumi.automation`` code, against the stand-in CLI.
+
+The stand-in is a real executable (``<root>/bin/pulumi``) that the SDK runs as it runs the
+CLI; for ``preview`` and ``up`` it runs each tenant's inline program for real through the
+SDK's LanguageRuntime, against the simulated cloud. So these tests see what an operator's CLI
+would receive (commands, flags, config, environment) and what each tenant's program declared.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dhss_components.fleet.results import EXIT_DRIFT, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from dhss_components.simulated_cloud import DEVSTACK_SERVICE_NET
+from tests.fleet.fleet_env import (
+    PASSPHRASE,
+    Bed,
+    config_sent,
+    pairwise_disjoint,
+    programs,
+    registered,
+    tenant_network,
+    write_yaml,
+)
+from tests.fleet.standin.install import install, write_settings
+
+SUBNET = "openstack:networking/subnet:Subnet"
+ROUTER_INTERFACE = "openstack:networking/routerInterface:RouterInterface"
+INSTANCE = "openstack:compute/instance:Instance"
+VOLUME = "openstack:blockstorage/volume:Volume"
+COMMAND = "command:remote:Command"
+
+
+def two_tenants(bed: Bed, **settings: object) -> Path:
+    """tenant-01 with one share, tenant-02 with two."""
+    path = bed.tenants([1, 2], **settings)
+    document = yaml.safe_load(path.read_text())
+    document["tenants"]["tenant-02"]["shares"].append(
+        {"name": "scratch", "size": 5, "share_proto": "NFS"}
+    )
+    return write_yaml(path, document)
+
+
+def test_up_sends_each_tenant_its_own_config_and_runs_its_program(bed: Bed) -> None:
+    run = bed.fleet("up", str(two_tenants(bed)), "--parallel", "2")
+    assert run.code == EXIT_OK, run.stdout + run.stderr
+
+    given = bed.ledger()
+    assert set(given) == {"tenant-01", "tenant-02"}
+    assert pairwise_disjoint(given.values())
+    for tenant, index in (("tenant-01", 1), ("tenant-02", 2)):
+        mine = [c for c in bed.calls() if c.stack == tenant]
+        # What the Automation API sends for create_or_select + set_all_config + up.
+        assert [c.command for c in mine] == [
+            ["stack", "select"],
+            ["stack", "init"],
+            ["config", "set-all"],
+            ["up"],
+            ["stack", "output"],
+            ["stack", "output"],
+            ["stack", "history"],
+        ]
+        for call in mine:
+            assert call.argv[0] == "--non-interactive"
+            assert call.cwd == str(bed.work / "stacks" / tenant)
+            assert call.env["PULUMI_AUTOMATION_API"] == "true"
+            assert call.env["PULUMI_CONFIG_PASSPHRASE"] == PASSPHRASE
+        init, set_all, up = mine[1], mine[2], mine[3]
+        assert init.argv[-2:] == ["--secrets-provider", "passphrase"]
+        config = config_sent(set_all)
+        # No password in this backend: nothing is secret, and only the fleet's keys are set.
+        assert config.keys() == {"dhss:backend", "dhss:shareNetwork", "dhss:shares"}
+        assert not any(secret for _, secret in config.values())
+        assert json.loads(config["dhss:shareNetwork"][0]) == {
+            "neutron_net_id": tenant_network(index)["net"],
+            "neutron_subnet_id": tenant_network(index)["subnet"],
+            "service_subnet_cidr": given[tenant],
+        }
+        assert {"--yes", "--skip-preview"} <= set(up.argv)
+        assert up.argv[up.argv.index("--exec-kind") + 1] == "auto.inline"
+        assert any(a.startswith("--client=127.0.0.1:") for a in up.argv)
+        assert up.argv[up.argv.index("--event-log") + 1].startswith("tcp://127.0.0.1:")
+
+        # The workspace carries the backend, and the stack its own config file.
+        project = yaml.safe_load((bed.work / "stacks" / tenant / "Pulumi.yaml").read_text())
+        assert project["name"] == "manila-dhss"
+        assert project["backend"]["url"] == f"file://{bed.state}"
+        assert (bed.state / ".pulumi" / "stacks" / "manila-dhss" / f"{tenant}.json").exists()
+
+        # The tenant's program really ran, with its config: its subnet, server and shares.
+        (program,) = programs(bed.cli, tenant, "up")
+        assert not program["dry_run"]
+        (subnet,) = registered(program, SUBNET)
+        assert subnet["inputs"]["cidr"] == given[tenant]
+        assert subnet["inputs"]["networkId"] == DEVSTACK_SERVICE_NET
+        (interface,) = registered(program, ROUTER_INTERFACE)
+        assert interface["inputs"]["routerId"] == tenant_network(index)["router"]
+        assert len(registered(program, INSTANCE)) == 1
+        sizes = sorted(v["inputs"]["size"] for v in registered(program, VOLUME))
+        assert sizes == ([2] if tenant == "tenant-01" else [3, 5])
+        assert len(registered(program, COMMAND)) == len(sizes)
+
+    # The table shows each tenant's export locations, as the stack outputs give them.
+    row = run.rows()["tenant-02"]
+    assert row[:3] == ["tenant-02", "up", "ok"]
+    assert given["tenant-02"] in row
+    assert row[-1].count(":/shares/") == 2
+
+
+def test_a_second_up_changes_nothing_and_keeps_every_cidr(bed: Bed) -> None:
+    tenants = str(two_tenants(bed))
+    assert bed.fleet("up", tenants).code == EXIT_OK
+    first = bed.ledger()
+
+    again = bed.fleet("up", tenants)
+
+    assert again.code == EXIT_OK
+    assert bed.ledger() == first
+    for tenant in ("tenant-01", "tenant-02"):
+        assert again.rows()[tenant][3] == "none"  # the CHANGES column
+        # Known tenants need no allocation: the ledger is read, no stack is asked.
+        assert not [c for c in bed.calls() if c.command == ["stack", "ls"]][1:]
+
+
+def test_a_locked_stack_is_reported_as_locked_and_the_others_run(bed: Bed) -> None:
+    tenants = str(two_tenants(bed))
+    assert bed.fleet("up", tenants).code == EXIT_OK
+    # Another run holds tenant-01's lock, as the CLI leaves it on a DIY backend.
+    lock = bed.state / ".pulumi" / "locks" / "manila-dhss" / "tenant-01" / "update.json"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(json.dumps({"pid": 4242, "user": "ops", "host": "bastion", "time": "now"}))
+
+    run = bed.fleet("up", tenants)
+
+    assert run.code == EXIT_FAILED
+    assert run.rows()["tenant-01"][2] == "locked by another run"
+    assert run.rows()["tenant-02"][2] == "ok"
+    assert "tenant-01: held by ops@bastion (pid 4242)" in run.stdout
+    assert "Traceback" not in run.stdout + run.stderr
+    assert lock.exists()  # the other run's lock is left alone
+
+
+def test_one_tenants_failure_is_its_own(bed: Bed) -> None:
+    quota = "Quota exceeded for instances: Requested 1, but already used 10 of 10 instances"
+    tenants = str(two_tenants(bed, fail={"tenant-01": {"ops": ["up"], "message": quota}}))
+
+    run = bed.fleet("up", tenants)
+
+    assert run.code == EXIT_FAILED
+    assert run.rows()["tenant-01"][2] == "failed"
+    assert run.rows()["tenant-02"][2] == "ok"
+    assert "tenant-01: 1 error occurred:" in run.stdout
+    log = next((bed.work / "logs").glob("*-up/tenant-01.log")).read_text()
+    assert quota in log
+    # Nothing of the failed update was committed; the other tenant's stack is whole.
+    status = bed.fleet("status", tenants)
+    assert status.rows()["tenant-01"][3] == "-"
+    assert "last update failed" in status.stdout
+    assert status.rows()["tenant-02"][-1].count(":/shares/") == 2
+
+
+def test_secrets_are_set_as_secrets_and_never_shown(bed: Bed) -> None:
+    tenants = two_tenants(bed)
+    document = yaml.safe_load(tenants.read_text())
+    document["backend"]["service_instance_password"] = {"env": "MANILA_SERVICE_PASSWORD"}
+    write_yaml(tenants, document)
+    os.environ["MANILA_SERVICE_PASSWORD"] = "s3cr3t-manila"  # monkeypatched env: see environ
+    try:
+        run = bed.fleet("up", str(tenants))
+    finally:
+        del os.environ["MANILA_SERVICE_PASSWORD"]
+
+    assert run.code == EXIT_OK, run.stdout
+    (set_all,) = [c for c in bed.calls() if c.command == ["config", "set-all"]][:1]
+    backend, secret = config_sent(set_all)["dhss:backend"]
+    assert secret
+    assert json.loads(backend)["service_instance_password"] == "s3cr3t-manila"
+    (program,) = programs(bed.cli, "tenant-01", "up")
+    assert program["secret_keys"] == ["dhss:backend"]
+    # Never in the stack's config file, the state, the logs or what the operator sees.
+    for path in [*bed.work.rglob("*"), *bed.state.rglob("*")]:
+        if path.is_file():
+            assert "s3cr3t-manila" not in path.read_text(errors="replace"), path
+    assert "s3cr3t-manila" not in run.stdout + run.stderr
+
+
+def test_a_removed_cloud_override_stops_applying(bed: Bed) -> None:
+    tenants = two_tenants(bed)
+    document = yaml.safe_load(tenants.read_text())
+    document["tenants"]["tenant-01"]["openstack:cloud"] = "other-region"
+    write_yaml(tenants, document)
+    assert bed.fleet("preview", str(tenants), "--tenant", "tenant-01").code == EXIT_OK
+    (first,) = programs(bed.cli, "tenant-01", "preview")
+    assert "openstack:cloud" in first["config_keys"]
+
+    del document["tenants"]["tenant-01"]["openstack:cloud"]
+    write_yaml(tenants, document)
+    assert bed.fleet("preview", str(tenants), "--tenant", "tenant-01").code == EXIT_OK
+
+    removed = [c for c in bed.calls() if c.command == ["config", "rm-all"]]
+    assert [c.argv[-1] for c in removed] == ["openstack:cloud"]
+    second = programs(bed.cli, "tenant-01", "preview")[-1]
+    assert "openstack:cloud" not in second["config_keys"]
+    # --tenant ran only that tenant; no other stack was touched.
+    assert {c.stack for c in bed.calls()} <= {"tenant-01", None}
+
+
+def test_drift_check_reports_a_table_and_exit_3(bed: Bed) -> None:
+    tenants = str(two_tenants(bed))
+    assert bed.fleet("up", tenants).code == EXIT_OK
+    write_settings(
+        bed.cli, {**json.loads((bed.cli / "standin.json").read_text()), "drift": {"tenant-02": 2}}
+    )
+    before = len(bed.calls())
+
+    run = bed.fleet("refresh", tenants, "--preview-only")
+
+    assert run.code == EXIT_DRIFT
+    assert run.rows()["tenant-01"][1:4] == ["drift", "ok", "none"]
+    assert run.rows()["tenant-02"][1:4] == ["drift", "drift", "~2"]
+    refreshes = [c for c in bed.calls()[before:] if c.command == ["refresh"]]
+    assert len(refreshes) == 2
+    assert all("--preview-only" in c.argv for c in refreshes)
+    # A drift check changes no config and takes no lock.
+    assert not [c for c in bed.calls()[before:] if c.command[0] == "config"]
+
+
+def test_destroy_keeps_protected_volumes_unless_asked(bed: Bed) -> None:
+    tenants = str(two_tenants(bed))
+    assert bed.fleet("up", tenants).code == EXIT_OK
+
+    kept = bed.fleet("destroy", tenants)
+
+    assert kept.code == EXIT_OK, kept.stdout
+    assert "tenant-02: kept 2 protected resources (2 share volumes with their data)" in (
+        kept.stdout
+    )
+    destroys = [c for c in bed.calls() if c.command == ["destroy"]]
+    assert all("--exclude-protected" in c.argv for c in destroys)
+    assert bed.ledger() == {}  # the subnets are gone: their blocks are free again
+
+    gone = bed.fleet("destroy", tenants, "--include-protected", "--tenant", "tenant-02")
+
+    assert gone.code == EXIT_OK
+    unprotect = [c for c in bed.calls() if c.command == ["state", "unprotect"]]
+    assert [(c.stack, "--all" in c.argv) for c in unprotect] == [("tenant-02", True)]
+    last = [c for c in bed.calls() if c.command == ["destroy"]][-1]
+    assert "--exclude-protected" not in last.argv
+    assert "kept" not in gone.stdout
+
+
+def test_an_object_store_backend_is_used_through_its_url(bed: Bed) -> None:
+    tenants = str(two_tenants(bed))
+    url = "s3://manila-state/fleet?endpoint=swift.example:8080&s3ForcePathStyle=true"
+    options = [a if a != f"file://{bed.state}" else url for a in bed.options]
+    from tests.fleet.fleet_env import run_fleet
+
+    run = run_fleet(["preview", tenants, *options], bed.environ)
+
+    assert run.code == EXIT_OK, run.stdout + run.stderr
+    project = yaml.safe_load((bed.work / "stacks" / "tenant-01" / "Pulumi.yaml").read_text())
+    assert project["backend"]["url"] == url
+    stored = bed.cli / "object-store" / "manila-state" / "fleet" / ".pulumi" / "stacks"
+    assert sorted(p.name for p in (stored / "manila-dhss").iterdir()) == [
+        "tenant-01.json",
+        "tenant-02.json",
+    ]
+
+
+def test_the_passphrase_never_comes_from_the_tenants_file(
+    bed: Bed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE")
+    tenants = two_tenants(bed)
+    document = yaml.safe_load(tenants.read_text())
+    document["passphrase"] = "oops"
+    write_yaml(tenants, document)
+
+    run = bed.fleet("up", str(tenants))
+
+    assert run.code == EXIT_USAGE
+    assert "passphrase: the secrets passphrase never goes in the tenants file" in run.stderr
+    assert "PULUMI_CONFIG_PASSPHRASE" in run.stderr
+    assert bed.calls() == []
+
+
+def test_a_passphrase_file_works_with_the_cli_in_its_own_process(
+    bed: Bed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The whole stand-in in the CLI's own interpreter (no server), as a CLI runs.
+    install(bed.cli)
+    tenants = str(two_tenants(bed))
+    secret = bed.tmp / "passphrase"
+    secret.write_text(PASSPHRASE + "\n")
+    monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE")
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE_FILE", str(secret))
+
+    run = bed.fleet("preview", tenants, "--tenant", "tenant-01")
+
+    assert run.code == EXIT_OK, run.stdout + run.stderr
+    assert all(c.env["PULUMI_CONFIG_PASSPHRASE_FILE"] == str(secret) for c in bed.calls())
+    # A wrong passphrase is the CLI's error for that tenant, not a crash.
+    secret.write_text("wrong\n")
+    wrong = bed.fleet("preview", tenants, "--tenant", "tenant-01")
+    assert wrong.code == EXIT_FAILED
+    assert "incorrect passphrase" in wrong.stdout
