@@ -6,7 +6,7 @@ imports, caches and the allocator's high-water mark of one size never leak into 
 * **shares**: one stack with N shares. After the imports and a one-share warm-up run, the
   program runs REPEATS times on a fresh simulated cloud (wall and CPU time: the fastest run,
   the usual way to read through interference), then once more under ``tracemalloc`` (peak
-  Python allocation of that run). ``ru_maxrss`` is the process's peak resident set.
+  Python allocation of that run). The peak resident set is /proc's VmHWM.
 * **fleet**: T tenants, each its own stack (``tenant-<i>``) with its own tenant network,
   subnet and router, run one after another in the one process against one simulated cloud
   (which, like a real one, keeps every tenant's resources, so each new tenant's discovery
@@ -20,6 +20,7 @@ are noisy; CPU time (``time.process_time``, all threads of the process) much les
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -42,6 +43,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _rss_mib() -> float:
+    """Peak resident set of this process image.
+
+    /proc's VmHWM, not ``ru_maxrss``: Linux carries ``ru_maxrss`` across fork and exec, so a
+    worker started by a big parent would report the parent's peak."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
@@ -181,7 +190,7 @@ def report(scale: Scale) -> str:
     out.append(
         f"\nPer share (least squares over the sizes): CPU {cpu.slope * 1000:.0f} ms "
         f"(R² {cpu.r_squared:.3f}), wall {wall.slope * 1000:.0f} ms (R² {wall.r_squared:.3f}), "
-        f"tracemalloc peak {traced.slope * 1024:.0f} KiB (R² {traced.r_squared:.3f}).\n"
+        f"tracemalloc peak {traced.slope * 1024:.0f} KiB (R² {traced.r_squared:.3f})."
     )
     for label, fleet in (
         ("service subnet found by discovery", scale.fleet),
