@@ -24,6 +24,7 @@ from tests.fleet.fleet_env import (
     pairwise_disjoint,
     programs,
     registered,
+    run_fleet,
     tenant_network,
     write_yaml,
 )
@@ -258,7 +259,6 @@ def test_an_object_store_backend_is_used_through_its_url(bed: Bed) -> None:
     tenants = str(two_tenants(bed))
     url = "s3://manila-state/fleet?endpoint=swift.example:8080&s3ForcePathStyle=true"
     options = [a if a != f"file://{bed.state}" else url for a in bed.options]
-    from tests.fleet.fleet_env import run_fleet
 
     run = run_fleet(["preview", tenants, *options], bed.environ)
 
@@ -309,3 +309,28 @@ def test_a_passphrase_file_works_with_the_cli_in_its_own_process(
     wrong = bed.fleet("preview", tenants, "--tenant", "tenant-01")
     assert wrong.code == EXIT_FAILED
     assert "incorrect passphrase" in wrong.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--pulumi-root", "/nonexistent"],
+            "the Pulumi CLI was not found (/nonexistent/bin/pulumi)",
+        ),
+        (["--preview-only"], "--preview-only goes with refresh"),
+        (["--parallel", "0"], "--parallel must be 1 or more"),
+        (["--tenant", "tenant-9"], "--tenant tenant-9: no such tenant in the file"),
+    ],
+)
+def test_what_stops_the_fleet_before_it_starts(bed: Bed, extra: list[str], message: str) -> None:
+    tenants = str(two_tenants(bed))
+    options = list(bed.options)
+    if "--pulumi-root" in extra:
+        del options[options.index("--pulumi-root") : options.index("--pulumi-root") + 2]
+
+    run = run_fleet(["up", tenants, *options, *extra], bed.environ)
+
+    assert run.code == EXIT_USAGE
+    assert message in run.stderr
+    assert bed.calls() == []

@@ -158,3 +158,17 @@ def test_tenants_are_selected_by_name_with_a_hint_for_typos(document: dict[str, 
     assert [t.name for t in parsed.select(["tenant-03", "tenant-01"])] == ["tenant-01", "tenant-03"]
     with pytest.raises(InvalidTenantsFile, match="did you mean tenant-01"):
         parsed.select(["tenant-1"])
+
+
+def test_the_example_tenants_file_is_valid(tmp_path: Path) -> None:
+    example = yaml.safe_load((Path(__file__).parents[2] / "examples" / "tenants.yaml").read_text())
+    public, private = write_key_pair(tmp_path)  # the example's ~/.ssh keys are not here
+    example["backend"].update(path_to_public_key=str(public), path_to_private_key=str(private))
+
+    parsed = parse_tenants(example)
+
+    assert parsed.names == ("acme", "globex")
+    acme, globex = parsed.tenants
+    assert (acme.cloud, globex.cloud) == ("devstack-admin", "region-two")
+    assert globex.spec.backend.cinder_volume_type == "ssd"
+    assert globex.spec.share_network.service_subnet_cidr == "10.254.200.0/28"

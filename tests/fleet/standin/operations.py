@@ -26,7 +26,14 @@ from typing import Any
 from dhss_components.simulated_cloud import SimulatedCloud, devstack_cloud
 
 from .cli import Args, Context
-from .engine import STACK_TYPE, EventStream, Prior, plain_outputs, run_program
+from .engine import (
+    STACK_TYPE,
+    EventStream,
+    Prior,
+    plain_outputs,
+    run_program,
+    synthesize_program,
+)
 from .state import (
     SECRET_SIG,
     SECRET_SIG_KEY,
@@ -211,20 +218,28 @@ def _program(op: _Operation) -> int:
         seen.add(record["urn"])
         op.step(kind, record["urn"], record["type"])
 
-    run = run_program(
-        client=_required(op.args, "--client"),
-        cloud=build_cloud(ctx, stack),
-        project=op.stacks.project,
-        stack=stack,
-        pwd=str(ctx.cwd),
-        config={k: v for k, (v, _) in values.items()},
-        secret_keys=[k for k, (_, s) in values.items() if s],
-        dry_run=op.preview,
-        parallel=int(op.args.value("--parallel") or 16),
-        on_register=on_register,
-        prior=op.prior_outputs(),
-    )
-    _keep_record(ctx, op, run)
+    config = {k: v for k, (v, _) in values.items()}
+    real = ctx.settings.get("programs")
+    synthesized = real is not None and stack not in real
+    if synthesized:
+        run = synthesize_program(
+            project=op.stacks.project, stack=stack, config=config, on_register=on_register
+        )
+    else:
+        run = run_program(
+            client=_required(op.args, "--client"),
+            cloud=build_cloud(ctx, stack),
+            project=op.stacks.project,
+            stack=stack,
+            pwd=str(ctx.cwd),
+            config=config,
+            secret_keys=[k for k, (_, s) in values.items() if s],
+            dry_run=op.preview,
+            parallel=int(op.args.value("--parallel") or 16),
+            on_register=on_register,
+            prior=op.prior_outputs(),
+        )
+    _keep_record(ctx, op, run, synthesized=synthesized)
     errors = [d for d in run.diagnostics if d.severity == "error"]
     if run.diagnostics:
         ctx.print("Diagnostics:")
@@ -294,7 +309,7 @@ def _required(args: Args, flag: str) -> str:
     return value
 
 
-def _keep_record(ctx: Context, op: _Operation, run: Any) -> None:
+def _keep_record(ctx: Context, op: _Operation, run: Any, *, synthesized: bool) -> None:
     """What the program declared, for the tests (not part of the CLI's behaviour)."""
     folder = ctx.root / "programs"
     folder.mkdir(exist_ok=True)
@@ -302,6 +317,7 @@ def _keep_record(ctx: Context, op: _Operation, run: Any) -> None:
         "stack": op.stack,
         "operation": op.kind,
         "dry_run": op.preview,
+        "synthesized": synthesized,
         "config_keys": sorted(op.config.values(show_secrets=False)),
         "secret_keys": sorted(k for k, (_, s) in op.config.values(show_secrets=False).items() if s),
         "registrations": run.registrations,
