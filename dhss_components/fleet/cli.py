@@ -14,7 +14,7 @@ from pulumi.automation import PulumiCommand
 from pulumi.automation.errors import InvalidVersionError
 
 from .report import summary_table, totals_line
-from .results import EXIT_USAGE, exit_status
+from .results import EXIT_INTERRUPTED, EXIT_USAGE, exit_status
 from .runner import (
     DEFAULT_BACKEND_URL,
     DEFAULT_WORK_ROOT,
@@ -33,7 +33,7 @@ Roll the manila-dhss share-server program out as one Pulumi stack per tenant.
 
 exit status: 0 every tenant succeeded; 1 a tenant failed or was locked by another run;
 2 nothing ran (bad tenants file or option, no passphrase, no Pulumi CLI);
-3 refresh --preview-only found drift."""
+3 refresh --preview-only found drift; 130 interrupted (Ctrl-C)."""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -155,7 +155,14 @@ def main(
     except (InvalidTenantsFile, FleetSetupError) as exc:
         stderr.write(f"fleet: {exc}\n")
         return EXIT_USAGE
-    results = fleet.run(plans)
+    try:
+        results = fleet.run(plans)
+    except KeyboardInterrupt:
+        stderr.write(
+            "fleet: interrupted; tenants not started were skipped, the running ones were "
+            f"stopped by the CLI (their logs are in {options.log_dir})\n"
+        )
+        return EXIT_INTERRUPTED
     stdout.write(summary_table(results) + "\n\n" + totals_line(results))
     stdout.write(f"; logs in {options.log_dir}\n")
     return exit_status(results)

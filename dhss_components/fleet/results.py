@@ -28,6 +28,8 @@ EXIT_USAGE = 2
 """Nothing ran: a bad tenants file, a bad option, no passphrase, no CLI."""
 EXIT_DRIFT = 3
 """Drift check only: every tenant was checked, and at least one has drifted."""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C: as a shell reports a command killed by SIGINT."""
 
 
 @dataclass(frozen=True)

@@ -295,13 +295,17 @@ class Fleet:
             self.progress_stream,
             live=self.live,
         )
+        pool = ThreadPoolExecutor(max_workers=self.options.parallel, thread_name_prefix="tenant")
         try:
-            with ThreadPoolExecutor(
-                max_workers=self.options.parallel, thread_name_prefix="tenant"
-            ) as pool:
-                futures = [pool.submit(self._run_tenant, plan, progress) for plan in plans]
-                results = [future.result() for future in futures]
+            futures = [pool.submit(self._run_tenant, plan, progress) for plan in plans]
+            results = [future.result() for future in futures]
+        except KeyboardInterrupt:
+            # Ctrl-C: tenants not started yet never start; the running ones end their CLI
+            # call (the CLI got the same signal and stops the operation cleanly).
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
         finally:
+            pool.shutdown(wait=True)
             progress.close()
         if self.options.operation == "destroy":
             self._release(results)

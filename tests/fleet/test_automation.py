@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,7 @@ from dhss_components.simulated_cloud import DEVSTACK_SERVICE_NET
 from tests.fleet.fleet_env import (
     PASSPHRASE,
     Bed,
+    FleetRun,
     config_sent,
     pairwise_disjoint,
     programs,
@@ -128,22 +132,33 @@ def test_a_second_up_changes_nothing_and_keeps_every_cidr(bed: Bed) -> None:
         assert not [c for c in bed.calls() if c.command == ["stack", "ls"]][1:]
 
 
-def test_a_locked_stack_is_reported_as_locked_and_the_others_run(bed: Bed) -> None:
-    tenants = str(two_tenants(bed))
-    assert bed.fleet("up", tenants).code == EXIT_OK
-    # Another run holds tenant-01's lock, as the CLI leaves it on a DIY backend.
+def test_a_stack_locked_by_another_run_is_reported_as_locked(bed: Bed) -> None:
+    # tenant-01's operations wait (holding the stack's lock) until `release` exists.
+    release = bed.tmp / "release"
+    tenants = str(two_tenants(bed, hold={"tenant-01": str(release)}))
     lock = bed.state / ".pulumi" / "locks" / "manila-dhss" / "tenant-01" / "update.json"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    lock.write_text(json.dumps({"pid": 4242, "user": "ops", "host": "bastion", "time": "now"}))
+    first: list[FleetRun] = []
+    other_run = threading.Thread(
+        target=lambda: first.append(bed.fleet("up", tenants, "--tenant", "tenant-01"))
+    )
+    other_run.start()
+    deadline = time.monotonic() + 60
+    while not lock.exists():
+        assert time.monotonic() < deadline, "the first run never took the lock"
+        time.sleep(0.05)
 
-    run = bed.fleet("up", tenants)
+    second = bed.fleet("up", tenants)
+    release.touch()
+    other_run.join()
 
-    assert run.code == EXIT_FAILED
-    assert run.rows()["tenant-01"][2] == "locked by another run"
-    assert run.rows()["tenant-02"][2] == "ok"
-    assert "tenant-01: held by ops@bastion (pid 4242)" in run.stdout
-    assert "Traceback" not in run.stdout + run.stderr
-    assert lock.exists()  # the other run's lock is left alone
+    assert second.code == EXIT_FAILED
+    assert second.rows()["tenant-01"][2] == "locked by another run"
+    assert re.search(r"tenant-01: held by \S+@\S+ \(pid \d+\)", second.stdout)
+    assert second.rows()["tenant-02"][2] == "ok"
+    assert "Traceback" not in second.stdout + second.stderr
+    # The first run was not disturbed, and let go of its lock.
+    assert first[0].code == EXIT_OK
+    assert not lock.exists()
 
 
 def test_one_tenants_failure_is_its_own(bed: Bed) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -211,3 +213,31 @@ def test_one_tenants_failure_never_stops_the_others(tmp_path: Path) -> None:
         assert result.log_path is not None
         assert f"working on {result.tenant}" in result.log_path.read_text()
     assert "RuntimeError: the provider crashed" in (tmp_path / "logs" / "tenant-02.log").read_text()
+
+
+class _InterruptedFleet(_ScriptedFleet):
+    def _operate(self, plan: TenantPlan, log: Any, on_event: Any) -> TenantResult:
+        if plan.stack_name == "tenant-02":
+            os.kill(os.getpid(), signal.SIGINT)  # the operator presses Ctrl-C
+            time.sleep(0.3)
+        return super()._operate(plan, log, on_event)
+
+
+def test_ctrl_c_starts_no_further_tenant(tmp_path: Path) -> None:
+    tenants_file = parse_tenants(tenants_document(write_key_pair(tmp_path), range(1, 6)))
+    options = FleetOptions(
+        operation="up", work_root=tmp_path / "work", log_dir=tmp_path / "logs", parallel=1
+    )
+    fleet = _InterruptedFleet(
+        tenants_file, options, cast(PulumiCommand, None), io.StringIO(), live=False, outcomes={}
+    )
+    plans = [
+        TenantPlan(tenant=t, work_dir=tmp_path, config={}, service_subnet_cidr=None)
+        for t in tenants_file.tenants
+    ]
+
+    with pytest.raises(KeyboardInterrupt):
+        fleet.run(plans)
+
+    started = sorted(p.stem for p in (tmp_path / "logs").glob("*.log"))
+    assert started == ["tenant-01", "tenant-02"]

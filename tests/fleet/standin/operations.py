@@ -8,8 +8,8 @@
   ``--run-program``.
 - A subnet on a shared service network is checked against every other stack's subnets in
   ``<root>/neutron.json`` (under a lock), as Neutron would: an overlap fails that ``up``.
-- ``standin.json`` can make a stack fail (``fail``), drift (``drift``) or take longer
-  (``delay``).
+- ``standin.json`` can make a stack fail (``fail``), drift (``drift``), take longer
+  (``delay``) or hold its operation until a file appears (``hold``).
 """
 
 from __future__ import annotations
@@ -429,6 +429,14 @@ def _unprotect(ctx: Context, args: Args) -> int:
     return 0
 
 
+def _hold(ctx: Context, stack: str) -> None:
+    """``hold: {stack: path}``: keep the operation (and its lock) until the path exists."""
+    release = ctx.settings.get("hold", {}).get(stack)
+    deadline = time.monotonic() + 60
+    while release and not Path(release).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def run(ctx: Context, args: Args) -> int:
     kind = args.words[0]
     if kind == "state":
@@ -441,6 +449,7 @@ def run(ctx: Context, args: Args) -> int:
     op.events = EventStream(args.value("--event-log"))
     try:
         time.sleep(float(ctx.settings.get("delay", 0)))
+        _hold(ctx, op.stack)
         if kind in ("preview", "up"):
             return _program(op)
         if kind == "refresh":
