@@ -113,11 +113,23 @@ def options_from(args: argparse.Namespace, environ: Mapping[str, str]) -> FleetO
         work_root=work_root,
         log_dir=log_dir,
         parallel=args.parallel,
-        backend_url=args.backend_url or environ.get("PULUMI_BACKEND_URL") or DEFAULT_BACKEND_URL,
+        backend_url=absolute_file_url(
+            args.backend_url or environ.get("PULUMI_BACKEND_URL") or DEFAULT_BACKEND_URL
+        ),
         secrets_provider=args.secrets_provider,
         preview_only=args.preview_only,
         include_protected=args.include_protected,
     )
+
+
+def absolute_file_url(url: str) -> str:
+    """file://state means ./state here, not in each tenant's workspace (the CLI's cwd)."""
+    if not url.startswith("file://"):
+        return url
+    path = url.removeprefix("file://")
+    if path.startswith("~") or os.path.isabs(path):
+        return url
+    return f"file://{os.path.abspath(path)}"
 
 
 def pulumi_command(root: str | None) -> PulumiCommand:

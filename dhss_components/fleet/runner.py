@@ -312,7 +312,8 @@ class Fleet:
         return results
 
     def _release(self, results: Sequence[TenantResult]) -> None:
-        destroyed = [r.tenant for r in results if r.status is Status.OK]
+        # Destroyed, or no stack at all: either way no subnet of the tenant's is left.
+        destroyed = [r.tenant for r in results if r.status in (Status.OK, Status.ABSENT)]
         if not destroyed:
             return
         with self.ledger.locked() as locked:

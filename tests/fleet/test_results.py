@@ -15,6 +15,7 @@ from pulumi.automation import PulumiCommand
 from pulumi.automation._cmd import CommandResult
 from pulumi.automation.errors import create_command_error
 
+from dhss_components.fleet.cli import absolute_file_url
 from dhss_components.fleet.plan import TenantPlan
 from dhss_components.fleet.report import Progress, summary_table
 from dhss_components.fleet.results import (
@@ -241,3 +242,14 @@ def test_ctrl_c_starts_no_further_tenant(tmp_path: Path) -> None:
 
     started = sorted(p.stem for p in (tmp_path / "logs").glob("*.log"))
     assert started == ["tenant-01", "tenant-02"]
+
+
+def test_a_relative_file_backend_is_where_the_operator_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    # Each tenant's CLI runs in its own workspace: "file://state" must not mean one per tenant.
+    assert absolute_file_url("file://state") == f"file://{tmp_path}/state"
+    for url in ("file://~/.pulumi-manila-dhss", "file:///srv/state", "s3://bucket/prefix"):
+        assert absolute_file_url(url) == url
