@@ -75,7 +75,7 @@ def allocate_service_subnets(
     """Give every request a block; raise AllocationError naming the tenants in conflict.
 
     ``remembered`` holds CIDRs learnt elsewhere for tenants the ledger does not know (the
-    ``share_server.service_subnet_cidr`` output of a stack made before the ledger existed);
+    service subnet in the state of a stack made before the ledger knew it);
     they count as given.
     """
     remembered = remembered or {}

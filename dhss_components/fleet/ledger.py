@@ -92,7 +92,7 @@ def reserve(
     """Allocate under the ledger's lock and remember the result, in one transaction.
 
     ``remember`` is asked, still under the lock, for the CIDRs of the tenants the ledger does
-    not know (an existing stack's output); whatever two fleet runs do at once, one waits for
+    not know (an existing stack's service subnet); whatever two fleet runs do at once, one waits for
     the other, so a block is never given twice. Raises AllocationError.
     """
     requests = list(requests)

@@ -35,6 +35,7 @@ from pulumi.automation import (
 from pulumi.automation.errors import StackNotFoundError
 
 from ..config import Problem
+from ..naming import service_subnet_name
 from ..program import share_server_program
 from .allocation import AllocationError, Ledger, release
 from .ledger import LedgerFile, reserve
@@ -66,6 +67,7 @@ Operation = Literal["preview", "up", "refresh", "destroy", "status"]
 OPERATIONS: tuple[Operation, ...] = ("preview", "up", "refresh", "destroy", "status")
 PASSPHRASE_VARS = ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE")
 VOLUME_TYPE = "openstack:blockstorage/volume:Volume"
+SUBNET_TYPE = "openstack:networking/subnet:Subnet"
 
 
 class FleetSetupError(Exception):
@@ -212,20 +214,25 @@ class Fleet:
     # -- planning --------------------------------------------------------------------------
 
     def _remembered_cidr(self, tenant: str) -> str | None:
-        """The service subnet an existing stack already has (its share_server output)."""
+        """The service subnet an existing stack already has, from its state: the subnet is
+        there as soon as it was made, even when the rest of that update failed (the stack's
+        outputs would not have been written). It is found by Manila's name for it."""
+        spec = next(t.spec for t in self.file.tenants if t.name == tenant)
+        name = service_subnet_name(spec.share_network.neutron_subnet_id)
         workspace = LocalWorkspace(**self.workspace_options(tenant).__dict__)
         try:
-            outputs = workspace.stack_outputs(tenant)
+            deployment = workspace.export_stack(tenant).deployment or {}
         except StackNotFoundError:
             return None
-        server = outputs.get("share_server")
-        value = server.value if server is not None else None
-        cidr = value.get("service_subnet_cidr") if isinstance(value, dict) else None
-        return str(cidr) if cidr else None
+        for resource in deployment.get("resources") or []:
+            inputs = resource.get("inputs") or {}
+            if resource.get("type") == SUBNET_TYPE and inputs.get("name") == name:
+                return str(inputs["cidr"]) if inputs.get("cidr") else None
+        return None
 
     def _existing_stacks(self) -> set[str]:
         """Stack names in the backend (one CLI call, so only existing stacks are asked for
-        their outputs)."""
+        their state)."""
         if not self.file.tenants:
             return set()
         any_tenant = self.file.tenants[0].name
@@ -247,7 +254,7 @@ class Fleet:
                     problems.append(
                         Problem(
                             f"tenants[{tenant}]",
-                            "cannot read its stack's outputs to learn which service subnet it "
+                            "cannot read its stack's state to learn which service subnet it "
                             f"already has: {classify(exc)[1]}",
                         )
                     )

@@ -81,7 +81,7 @@ def test_a_pinned_block_is_kept_and_an_overlap_names_both_tenants() -> None:
 
 
 def test_a_stack_made_before_the_ledger_keeps_its_subnet() -> None:
-    # tenant-b's stack already has 10.254.0.0/28 (its share_server output).
+    # tenant-b's stack already has 10.254.0.0/28 (its service subnet, in its state).
     allocation = allocate_service_subnets(
         [request("tenant-a"), request("tenant-b")], {}, remembered={"tenant-b": "10.254.0.0/28"}
     )

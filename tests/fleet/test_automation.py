@@ -132,6 +132,24 @@ def test_a_second_up_changes_nothing_and_keeps_every_cidr(bed: Bed) -> None:
         assert not [c for c in bed.calls() if c.command == ["stack", "ls"]][1:]
 
 
+def test_a_stack_the_ledger_does_not_know_keeps_its_subnet(bed: Bed) -> None:
+    # tenant-02's stack was built first (by `pulumi up`, another machine, or before the
+    # ledger was lost); tenant-01 sorts before it but must not take its block.
+    assert bed.fleet("up", str(bed.tenants([2]))).code == EXIT_OK
+    built = bed.ledger()["tenant-02"]
+    (bed.work / "service-subnets.json").unlink()
+    seen = len(bed.calls())
+
+    run = bed.fleet("preview", str(bed.tenants([1, 2])))
+
+    assert run.code == EXIT_OK, run.stdout
+    assert bed.ledger()["tenant-02"] == built
+    assert pairwise_disjoint(bed.ledger().values())
+    asked = [(c.command, c.stack) for c in bed.calls()[seen:] if c.command[0] == "stack"]
+    # One listing, then only the existing stack's state is read.
+    assert asked[:2] == [(["stack", "ls"], None), (["stack", "export"], "tenant-02")]
+
+
 def test_a_stack_locked_by_another_run_is_reported_as_locked(bed: Bed) -> None:
     # tenant-01's operations wait (holding the stack's lock) until `release` exists.
     release = bed.tmp / "release"
