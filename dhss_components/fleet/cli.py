@@ -13,19 +13,19 @@ from typing import TextIO, cast
 from pulumi.automation import PulumiCommand
 from pulumi.automation.errors import InvalidVersionError
 
-from .report import summary_table, totals_line
-from .results import EXIT_INTERRUPTED, EXIT_USAGE, exit_status
-from .runner import (
+from .options import (
     DEFAULT_BACKEND_URL,
     DEFAULT_WORK_ROOT,
     OPERATIONS,
-    Fleet,
     FleetOptions,
     FleetSetupError,
     Operation,
     check_environment,
     local_backend_dir,
 )
+from .report import summary_table, totals_line
+from .results import EXIT_INTERRUPTED, EXIT_USAGE, exit_status
+from .runner import Fleet
 from .tenants import InvalidTenantsFile, load_tenants_file
 
 DESCRIPTION = """\

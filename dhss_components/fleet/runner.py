@@ -10,16 +10,15 @@ one tenant's failure, or a lock held by another run, is that tenant's result and
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, TextIO
 
 from pulumi.automation import (
     EngineEvent,
@@ -32,85 +31,17 @@ from pulumi.automation import (
     create_or_select_stack,
     select_stack,
 )
-from pulumi.automation.errors import StackNotFoundError
 
 from ..config import Problem
-from ..naming import service_subnet_name
 from ..program import share_server_program
+from . import operations
 from .allocation import AllocationError, Ledger, release
 from .ledger import LedgerFile, reserve
-from .plan import (
-    TenantPlan,
-    final_config_problems,
-    stale_keys,
-    subnet_request,
-    tenant_config,
-)
+from .options import LEDGER_NAME, PROJECT, FleetOptions
+from .plan import TenantPlan, final_config_problems, subnet_request, tenant_config
 from .report import Progress
-from .results import (
-    Status,
-    TenantResult,
-    changed_count,
-    classify,
-    export_paths,
-    op_counts,
-)
+from .results import Status, TenantResult, classify
 from .tenants import InvalidTenantsFile, Tenant, TenantsFile
-
-PROJECT = "manila-dhss"
-DEFAULT_BACKEND_URL = "file://~/.pulumi-manila-dhss"
-"""The same local state as Pulumi.yaml: a stack made with `pulumi up` is the fleet's too."""
-DEFAULT_WORK_ROOT = "~/.manila-dhss-fleet"
-LEDGER_NAME = "service-subnets.json"
-
-Operation = Literal["preview", "up", "refresh", "destroy", "status"]
-OPERATIONS: tuple[Operation, ...] = ("preview", "up", "refresh", "destroy", "status")
-PASSPHRASE_VARS = ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE")
-VOLUME_TYPE = "openstack:blockstorage/volume:Volume"
-SUBNET_TYPE = "openstack:networking/subnet:Subnet"
-
-
-class FleetSetupError(Exception):
-    """Nothing can run (no CLI, no passphrase, a backend directory that cannot be made)."""
-
-
-@dataclass(frozen=True)
-class FleetOptions:
-    operation: Operation
-    work_root: Path
-    log_dir: Path
-    parallel: int = 4
-    backend_url: str = DEFAULT_BACKEND_URL
-    secrets_provider: str = "passphrase"
-    preview_only: bool = False
-    """refresh: a drift check that changes nothing."""
-    include_protected: bool = False
-    """destroy: also destroy protected resources (the shares' volumes and their data)."""
-    env: Mapping[str, str] = field(default_factory=dict)
-    """Extra environment for the CLI (never secrets: a workspace prints its env in repr)."""
-
-    @property
-    def label(self) -> str:
-        if self.operation == "refresh" and self.preview_only:
-            return "drift"
-        return self.operation
-
-
-def check_environment(options: FleetOptions, environ: Mapping[str, str]) -> None:
-    """Fail before any stack is touched when the secrets passphrase is not provided."""
-    if options.secrets_provider != "passphrase":
-        return
-    if "PULUMI_CONFIG_PASSPHRASE" in environ:
-        return
-    path = environ.get("PULUMI_CONFIG_PASSPHRASE_FILE")
-    if path is None:
-        raise FleetSetupError(
-            "the stacks' secrets use a passphrase: set PULUMI_CONFIG_PASSPHRASE, or "
-            "PULUMI_CONFIG_PASSPHRASE_FILE to a file holding it (never the tenants file), "
-            "or choose another --secrets-provider"
-        )
-    if not os.access(os.path.expanduser(path), os.R_OK):
-        raise FleetSetupError(f"PULUMI_CONFIG_PASSPHRASE_FILE={path} cannot be read")
 
 
 def load_lazy_modules() -> None:
@@ -130,13 +61,6 @@ def load_lazy_modules() -> None:
             for module in lazy:
                 with contextlib.suppress(Exception):  # a module that cannot load fails later
                     hasattr(module, "__fleet_load__")  # any attribute but a few dunders loads it
-
-
-def local_backend_dir(url: str) -> Path | None:
-    """The directory of a file:// backend (the CLI expands ~ the same way), else None."""
-    if not url.startswith("file://"):
-        return None
-    return Path(os.path.expanduser(url.removeprefix("file://")))
 
 
 class _TenantLog:
@@ -214,21 +138,10 @@ class Fleet:
     # -- planning --------------------------------------------------------------------------
 
     def _remembered_cidr(self, tenant: str) -> str | None:
-        """The service subnet an existing stack already has, from its state: the subnet is
-        there as soon as it was made, even when the rest of that update failed (the stack's
-        outputs would not have been written). It is found by Manila's name for it."""
-        spec = next(t.spec for t in self.file.tenants if t.name == tenant)
-        name = service_subnet_name(spec.share_network.neutron_subnet_id)
         workspace = LocalWorkspace(**self.workspace_options(tenant).__dict__)
-        try:
-            deployment = workspace.export_stack(tenant).deployment or {}
-        except StackNotFoundError:
-            return None
-        for resource in deployment.get("resources") or []:
-            inputs = resource.get("inputs") or {}
-            if resource.get("type") == SUBNET_TYPE and inputs.get("name") == name:
-                return str(inputs["cidr"]) if inputs.get("cidr") else None
-        return None
+        return operations.state_cidr(
+            workspace, next(t for t in self.file.tenants if t.name == tenant)
+        )
 
     def _existing_stacks(self) -> set[str]:
         """Stack names in the backend (one CLI call, so only existing stacks are asked for
@@ -372,22 +285,11 @@ class Fleet:
             )
         return select_stack(plan.stack_name, project_name=PROJECT, program=self.program, opts=opts)
 
-    def _set_config(self, stack: Stack, plan: TenantPlan) -> None:
-        # The keys are in the workspace's Pulumi.<stack>.yaml: no CLI call needed to see them.
-        try:
-            current = stack.workspace.stack_settings(stack.name).config or {}
-        except FileNotFoundError:
-            current = {}
-        stale = stale_keys(current, plan.config)
-        if stale:
-            stack.remove_all_config(stale)
-        stack.set_all_config(dict(plan.config))
-
     def _operate(
         self, plan: TenantPlan, log: _TenantLog, on_event: Callable[[EngineEvent], None]
     ) -> TenantResult:
         op = self.options.operation
-        streams: dict[str, Any] = {
+        streams = {
             "on_output": log.write,
             "on_error": log.error,
             "on_event": on_event,
@@ -397,90 +299,16 @@ class Fleet:
         ok = TenantResult(tenant=plan.stack_name, operation=self.options.label, status=Status.OK)
         if op in ("preview", "up"):
             stack = self._stack(plan, create=True)
-            self._set_config(stack, plan)
-            if op == "preview":
-                preview = stack.preview(**streams)
-                return replace(
-                    ok,
-                    changes=op_counts(preview.change_summary),
-                    service_subnet_cidr=plan.service_subnet_cidr,
-                )
-            up = stack.up(**streams)
-            outputs = {k: v.value for k, v in up.outputs.items()}
-            return replace(
-                ok,
-                changes=op_counts(up.summary.resource_changes),
-                exports=export_paths(outputs.get("shares")),
-                service_subnet_cidr=_cidr_of(outputs) or plan.service_subnet_cidr,
-            )
+            operations.set_config(stack, plan)
+            run = operations.preview if op == "preview" else operations.up
+            return run(stack, plan, ok, streams)
         stack = self._stack(plan, create=False)
+        if op == "refresh" and self.options.preview_only:
+            return operations.drift(stack, ok, streams)
         if op == "refresh":
-            if self.options.preview_only:
-                changes = op_counts(stack.preview_refresh(**streams).change_summary)
-                if changed_count(changes):
-                    return replace(
-                        ok,
-                        status=Status.DRIFT,
-                        changes=changes,
-                        message="the cloud differs from the stack's state",
-                    )
-                return replace(ok, changes=changes)
-            refreshed = stack.refresh(**streams)
-            return replace(ok, changes=op_counts(refreshed.summary.resource_changes))
+            return operations.refresh(stack, ok, streams)
         if op == "destroy":
-            return self._destroy(stack, ok, streams)
-        return self._status(stack, ok)
-
-    def _destroy(self, stack: Stack, ok: TenantResult, streams: dict[str, Any]) -> TenantResult:
-        workspace = stack.workspace
-        assert isinstance(workspace, LocalWorkspace)
-        if self.options.include_protected:
-            workspace.cli_api.state_unprotect(
-                all=True,
-                stack=stack.name,
-                cwd=workspace.work_dir,
-                additional_env=dict(workspace.env_vars),
+            return operations.destroy(
+                stack, ok, streams, include_protected=self.options.include_protected
             )
-        destroyed = stack.destroy(exclude_protected=not self.options.include_protected, **streams)
-        resources = (stack.export_stack().deployment or {}).get("resources") or []
-        protected = [r for r in resources if r.get("protect")]
-        kept = tuple(
-            f"{r.get('type', '').split(':')[-1]} {str(r.get('urn', '')).split('::')[-1]}"
-            for r in protected
-        )
-        message = ""
-        if kept:
-            volumes = sum(1 for r in protected if r.get("type") == VOLUME_TYPE)
-            message = (
-                f"kept {len(kept)} protected resource{'s' if len(kept) != 1 else ''} "
-                f"({volumes} share volume{'s' if volumes != 1 else ''} with their data); "
-                "destroy --include-protected removes them"
-            )
-        return replace(
-            ok,
-            changes=op_counts(destroyed.summary.resource_changes),
-            message=message,
-            kept=kept,
-        )
-
-    def _status(self, stack: Stack, ok: TenantResult) -> TenantResult:
-        last = stack.info()
-        outputs = {k: v.value for k, v in stack.outputs().items()}
-        if last is None:
-            message = "no update yet"
-        else:
-            when = last.end_time or last.start_time
-            message = f"last {last.kind} {last.result} at {when:%Y-%m-%d %H:%M:%S} UTC"
-        return replace(
-            ok,
-            changes=op_counts(last.resource_changes) if last else {},
-            exports=export_paths(outputs.get("shares")),
-            service_subnet_cidr=_cidr_of(outputs),
-            message=message,
-        )
-
-
-def _cidr_of(outputs: Mapping[str, Any]) -> str | None:
-    server = outputs.get("share_server")
-    cidr = server.get("service_subnet_cidr") if isinstance(server, dict) else None
-    return str(cidr) if cidr else None
+        return operations.status(stack, ok)

@@ -16,6 +16,7 @@ from pulumi.automation._cmd import CommandResult
 from pulumi.automation.errors import create_command_error
 
 from dhss_components.fleet.cli import absolute_file_url
+from dhss_components.fleet.options import FleetOptions
 from dhss_components.fleet.plan import TenantPlan
 from dhss_components.fleet.report import Progress, summary_table
 from dhss_components.fleet.results import (
@@ -29,7 +30,7 @@ from dhss_components.fleet.results import (
     export_paths,
     format_changes,
 )
-from dhss_components.fleet.runner import Fleet, FleetOptions
+from dhss_components.fleet.runner import Fleet
 from dhss_components.fleet.tenants import parse_tenants
 from tests.fleet.fleet_env import tenants_document
 from tests.stack_run import write_key_pair

@@ -21,8 +21,9 @@ import pytest
 from pulumi.automation import PulumiCommand
 
 from dhss_components.fleet.allocation import allocate_service_subnets
+from dhss_components.fleet.options import FleetOptions
 from dhss_components.fleet.plan import subnet_request, tenant_config
-from dhss_components.fleet.runner import Fleet, FleetOptions
+from dhss_components.fleet.runner import Fleet
 from dhss_components.fleet.tenants import TenantsFile, load_tenants_file, parse_tenants
 from dhss_components.simulated_cloud import RecordingMonitor, SimulatedCloud, devstack_cloud
 from tests.fleet.fleet_env import Bed, programs, tenant_network, tenants_document
