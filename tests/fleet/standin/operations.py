@@ -6,25 +6,22 @@
   what it declared against the stack's checkpoint: create, update, same, delete.
 - ``refresh`` and ``destroy`` work on the checkpoint, as the CLI does without
   ``--run-program``.
-- A subnet on a shared service network is checked against every other stack's subnets in
-  ``<root>/neutron.json`` (under a lock), as Neutron would: an overlap fails that ``up``.
+- A subnet on a shared service network is checked against every other stack's subnets, as
+  Neutron would (neutron.py): an overlap fails that ``up``.
 - ``standin.json`` can make a stack fail (``fail``), drift (``drift``), take longer
-  (``delay``) or hold its operation until a file appears (``hold``).
+  (``delay``) or hold its operation until a file appears (``hold``); ``programs`` lists the
+  stacks whose program runs for real (default: all), the others are synthesized
+  (synthetic.py).
 """
 
 from __future__ import annotations
 
-import fcntl
-import ipaddress
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dhss_components.simulated_cloud import SimulatedCloud, devstack_cloud
-
+from . import neutron
 from .cli import Args, Context
 from .engine import (
     STACK_TYPE,
@@ -32,7 +29,6 @@ from .engine import (
     Prior,
     plain_outputs,
     run_program,
-    synthesize_program,
 )
 from .state import (
     SECRET_SIG,
@@ -44,39 +40,10 @@ from .state import (
     now,
     strip_secrets,
 )
+from .synthetic import synthesize_program
 
-SUBNET_TYPE = "openstack:networking/subnet:Subnet"
 INSTANCE_TYPE = "openstack:compute/instance:Instance"
 SYMBOL = {"create": "+", "update": "~", "delete": "-", "same": " ", "refresh": "~"}
-
-
-@contextmanager
-def _neutron(root: Path) -> Iterator[dict[str, Any]]:
-    """The shared cloud's subnets: {subnet name: {stack, network, cidr}}, locked."""
-    path = root / "neutron.json"
-    with open(root / "neutron.lock", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        data = json.loads(path.read_text()) if path.exists() else {}
-        yield data
-        path.write_text(json.dumps(data, indent=2))
-        fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def build_cloud(ctx: Context, stack: str) -> SimulatedCloud:
-    """The cloud as this stack's program will find it: DevStack, the tenants' networks, and
-    the service subnets other stacks already made."""
-    cloud = devstack_cloud()
-    for net in ctx.settings.get("cloud", {}).get("tenant_networks", []):
-        cloud.add_network(net["name"], net["net"])
-        cloud.add_subnet(net["net"], net["cidr"], name=net["name"], subnet_id=net["subnet"])
-        cloud.add_router(net["subnet"], net["router"])
-    with _neutron(ctx.root) as subnets:
-        for name, subnet in subnets.items():
-            if subnet["stack"] != stack:
-                cloud.add_subnet(
-                    subnet["network"], subnet["cidr"], name=name, subnet_id=subnet["id"]
-                )
-    return cloud
 
 
 def _mask_secrets(value: Any, crypter: Crypter | None) -> Any:
@@ -228,7 +195,7 @@ def _program(op: _Operation) -> int:
     else:
         run = run_program(
             client=_required(op.args, "--client"),
-            cloud=build_cloud(ctx, stack),
+            cloud=neutron.build_cloud(ctx.root, ctx.settings, stack),
             project=op.stacks.project,
             stack=stack,
             pwd=str(ctx.cwd),
@@ -259,7 +226,7 @@ def _program(op: _Operation) -> int:
 
     failure = op.failure()
     if failure is None and not op.preview:
-        failure = _claim_subnets(op, run.registrations)
+        failure = neutron.claim(ctx.root, stack, run.registrations)
     if failure is not None:
         instance = next((r for r in run.registrations if r["type"] == INSTANCE_TYPE), None)
         urn = instance["urn"] if instance else run.root_urn
@@ -330,41 +297,6 @@ def _keep_record(ctx: Context, op: _Operation, run: Any, *, synthesized: bool) -
     (folder / f"{op.stack}.{time.time_ns()}.{op.kind}.json").write_text(json.dumps(record))
 
 
-def _claim_subnets(op: _Operation, registrations: list[dict[str, Any]]) -> str | None:
-    """Neutron's overlap check across stacks on one network; the stack's subnets on success."""
-    mine = {r["inputs"]["name"]: r for r in registrations if r["type"] == SUBNET_TYPE}
-    with _neutron(op.ctx.root) as subnets:
-        for record in mine.values():
-            cidr = ipaddress.ip_network(record["inputs"]["cidr"])
-            network = record["inputs"]["networkId"]
-            for other_name, other in subnets.items():
-                if other["stack"] == op.stack or other["network"] != network:
-                    continue
-                if cidr.overlaps(ipaddress.ip_network(other["cidr"])):
-                    return (
-                        "Bad request with: [POST /v2.0/subnets], error message: "
-                        '{"NeutronError": {"type": "InvalidInput", "message": "Invalid input '
-                        f"for operation: Requested subnet with cidr: {cidr} for network: "
-                        f'{network} overlaps with another subnet ({other_name})."}}}}'
-                    )
-        for name in [n for n, s in subnets.items() if s["stack"] == op.stack]:
-            del subnets[name]
-        for name, record in mine.items():
-            subnets[name] = {
-                "stack": op.stack,
-                "network": record["inputs"]["networkId"],
-                "cidr": record["inputs"]["cidr"],
-                "id": f"{op.stack}-{name}"[:36],
-            }
-    return None
-
-
-def _release_subnets(op: _Operation) -> None:
-    with _neutron(op.ctx.root) as subnets:
-        for name in [n for n, s in subnets.items() if s["stack"] == op.stack]:
-            del subnets[name]
-
-
 def _refresh(op: _Operation) -> int:
     drift = int(op.ctx.settings.get("drift", {}).get(op.stack, 0))
     op.ctx.print(f"{'Previewing refresh' if op.preview else 'Refreshing'} ({op.stack}):")
@@ -407,7 +339,7 @@ def _destroy(op: _Operation) -> int:
             op.step("delete", resource["urn"], resource["type"])
     remaining = [r for r in resources if r["urn"] in kept]
     op.stacks.write(op.stack, {**op.latest, "resources": remaining, "outputs": {}})
-    _release_subnets(op)
+    neutron.release(op.ctx.root, op.stack)
     op.history("succeeded")
     return op.finish(0)
 
