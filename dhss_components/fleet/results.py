@@ -55,15 +55,46 @@ def _section(text: str, name: str) -> str:
     return match.group(1) if match else ""
 
 
+_OCCURRED = re.compile(r"^\d+ errors? occurred:$")
+_STEP = re.compile(
+    r"^(?:creating|updating|deleting|replacing|reading|refreshing)(?: failed)? (urn:pulumi:\S+?): "
+    r"(.*)$"
+)
+
+
+def _error_detail(first: str, following: list[str]) -> str:
+    """Pulumi nests errors: ``1 error occurred:`` then ``* creating urn:...: <why>``, maybe
+    nested again. Say which resource failed and the innermost reason."""
+    if not _OCCURRED.match(first):
+        return first
+    resource, reason = "", first
+    for line in following:
+        item = line.strip()
+        if not item.startswith("*"):
+            if item:
+                break
+            continue
+        item = item.lstrip("*").strip()
+        step = _STEP.match(item)
+        if step:
+            resource, item = step.group(1).split("::")[-1], step.group(2)
+        if not _OCCURRED.match(item):
+            reason = item
+    return f"{resource}: {reason}" if resource else reason
+
+
 def error_summary(exc: BaseException) -> str:
     """One line an operator can act on, from a CLI error: the CLI's own ``error:`` line."""
     text = str(exc)
     if isinstance(exc, CommandError):
         for stream in (_section(text, "stderr"), _section(text, "stdout")):
-            for line in stream.splitlines():
+            lines = stream.splitlines()
+            for index, line in enumerate(lines):
                 stripped = line.strip()
                 if stripped.startswith("error:") and stripped != "error: update failed":
-                    return stripped.removeprefix("error:").strip()
+                    return _error_detail(
+                        stripped.removeprefix("error:").strip(), lines[index + 1 :]
+                    )
         last = [line.strip() for line in _section(text, "stderr").splitlines() if line.strip()]
         return last[-1] if last else "the Pulumi CLI failed (see the log)"
     return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__

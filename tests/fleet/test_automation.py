@@ -8,6 +8,7 @@ would receive (commands, flags, config, environment) and what each tenant's prog
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -17,8 +18,20 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pulumi.automation import PulumiCommand
 
-from dhss_components.fleet.results import EXIT_DRIFT, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from dhss_components.fleet.options import FleetOptions
+from dhss_components.fleet.plan import TenantPlan, tenant_config
+from dhss_components.fleet.results import (
+    EXIT_DRIFT,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    Status,
+    TenantResult,
+)
+from dhss_components.fleet.runner import Fleet
+from dhss_components.fleet.tenants import load_tenants_file
 from dhss_components.simulated_cloud import DEVSTACK_SERVICE_NET
 from tests.fleet.fleet_env import (
     PASSPHRASE,
@@ -188,7 +201,7 @@ def test_one_tenants_failure_is_its_own(bed: Bed) -> None:
     assert run.code == EXIT_FAILED
     assert run.rows()["tenant-01"][2] == "failed"
     assert run.rows()["tenant-02"][2] == "ok"
-    assert "tenant-01: 1 error occurred:" in run.stdout
+    assert f"tenant-01: share-server-instance-server: {quota}" in run.stdout
     log = next((bed.work / "logs").glob("*-up/tenant-01.log")).read_text()
     assert quota in log
     # Nothing of the failed update was committed; the other tenant's stack is whole.
@@ -367,3 +380,41 @@ def test_what_stops_the_fleet_before_it_starts(bed: Bed, extra: list[str], messa
     assert run.code == EXIT_USAGE
     assert message in run.stderr
     assert bed.calls() == []
+
+
+def test_without_central_allocation_two_new_tenants_collide(bed: Bed) -> None:
+    """Why the fleet allocates: two new tenants' programs, each choosing its own block while
+    the other does, pick the same one, and Neutron refuses the second subnet."""
+    release = bed.tmp / "release"
+    path = bed.tenants([1, 2], hold={"tenant-01": str(release), "tenant-02": str(release)})
+    tenants = load_tenants_file(path)
+    options = FleetOptions(
+        operation="up",
+        work_root=bed.work,
+        log_dir=bed.tmp / "logs",
+        backend_url=f"file://{bed.state}",
+        parallel=2,
+    )
+    fleet = Fleet(tenants, options, PulumiCommand(root=str(bed.cli)), io.StringIO(), live=False)
+    # The fleet's plan, minus the allocation: no block pinned, each program picks its own.
+    plans = [
+        TenantPlan(tenant=t, work_dir=fleet.work_dir(t.name), config=tenant_config(t, None),
+                   service_subnet_cidr=None)
+        for t in tenants.tenants
+    ]  # fmt: skip
+    results: list[TenantResult] = []
+    both = threading.Thread(target=lambda: results.extend(fleet.run(plans)))
+    both.start()
+    locks = bed.state / ".pulumi" / "locks" / "manila-dhss"
+    deadline = time.monotonic() + 60
+    while len(list(locks.glob("*/update.json"))) < 2:  # both ups started, neither has a subnet
+        assert time.monotonic() < deadline, "the two ups never ran at once"
+        time.sleep(0.05)
+    release.touch()
+    both.join()
+
+    assert sorted(r.status.value for r in results) == ["failed", "ok"]
+    (failed,) = [r for r in results if r.status is Status.FAILED]
+    assert failed.message.startswith("share-server-network-subnet: Bad request")
+    assert "Requested subnet with cidr: 10.254.0.0/28" in failed.message
+    assert "overlaps with another subnet" in failed.message

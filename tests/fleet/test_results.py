@@ -66,6 +66,21 @@ def test_a_failure_is_summed_up_by_the_clis_own_error_line() -> None:
         "the stack config has 1 problem; nothing was declared:",
     )
     assert classify(cli_error("", "error: no stack named 'tenant-a' found"))[0] is Status.ABSENT
+    nested = cli_error(
+        "Updating (tenant-a):\n"
+        "    error: 1 error occurred:\n"
+        "    \t* creating urn:pulumi:tenant-a::manila-dhss::manila-dhss:index:ShareServer$"
+        "manila-dhss:index:ServiceInstance$openstack:compute/instance:Instance::"
+        "share-server-instance-server: 1 error occurred:\n"
+        "    \t* Error creating OpenStack server: Quota exceeded for instances\n"
+        "\n",
+        "error: update failed",
+    )
+    assert classify(nested) == (
+        Status.FAILED,
+        "share-server-instance-server: Error creating OpenStack server: Quota exceeded for "
+        "instances",
+    )
     assert classify(ValueError("bad")) == (Status.FAILED, "ValueError: bad")
 
 

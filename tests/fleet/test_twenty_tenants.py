@@ -97,7 +97,7 @@ def test_twenty_tenants_roll_out_in_parallel_with_isolated_failures_and_stable_c
     assert up.code == EXIT_FAILED
     rows = up.rows()
     assert rows["tenant-07"][2] == "failed"
-    assert "tenant-07: 1 error occurred:" in up.stdout
+    assert f"tenant-07: share-server-instance-server: {QUOTA}" in up.stdout
     for tenant in TENANTS:
         if tenant == "tenant-07":
             continue

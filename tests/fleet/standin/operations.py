@@ -224,12 +224,16 @@ def _program(op: _Operation) -> int:
         if urn not in seen:
             op.step("delete", urn, before["type"])
 
-    failure = op.failure()
+    # A failure told to happen fails the server's creation; Neutron's, the subnet's.
+    failed_type, failure = INSTANCE_TYPE, op.failure()
     if failure is None and not op.preview:
-        failure = neutron.claim(ctx.root, stack, run.registrations)
+        failed_type, failure = (
+            neutron.SUBNET_TYPE,
+            neutron.claim(ctx.root, stack, run.registrations),
+        )
     if failure is not None:
-        instance = next((r for r in run.registrations if r["type"] == INSTANCE_TYPE), None)
-        urn = instance["urn"] if instance else run.root_urn
+        failed = next((r for r in run.registrations if r["type"] == failed_type), None)
+        urn = failed["urn"] if failed else run.root_urn
         ctx.print("Diagnostics:")
         ctx.print(f"  {urn.split('::')[-2] if '::' in urn else STACK_TYPE}:")
         ctx.print(f"    error: 1 error occurred:\n        * creating {urn}: {failure}")
