@@ -16,23 +16,19 @@ MACs and ids are the simulated cloud's; ids appear as ``<id of NAME>``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import ipaddress
 import itertools
-import json
 import shlex
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pulumi
 
-from .config import NAMESPACE, InvalidStackConfig, parse_stack_config
+from .config import InvalidStackConfig, parse_stack_config
 from .plan_cloud import (
     DEFAULT_ADMIN_SUBNET_CIDR,
     DEFAULT_TENANT_SUBNET_CIDR,
@@ -43,6 +39,7 @@ from .plan_cloud import (
     substitute,
 )
 from .simulated_cloud import SECRET_SIG, RecordingMonitor, SimulatedCloud
+from .simulated_cloud import run_program as run_simulated
 
 SECRET_KEY = "4dabf18193072939515e22adb298388d"
 """The key under which the engine marks a secret value (with SECRET_SIG as its value)."""
@@ -154,45 +151,12 @@ class Plan:
 # -- running the real program ------------------------------------------------------------------
 
 
-@contextmanager
-def _own_event_loop() -> Iterator[None]:
-    # Pulumi's pending work must never resolve on a loop that outlives this run. One worker
-    # thread for the SDK's calls to the (mock) engine: the simulated cloud then sees the
-    # resources in the same order on every run, so it hands out the same addresses.
-    loop = asyncio.new_event_loop()
-    loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
-    asyncio.set_event_loop(loop)
-    try:
-        yield
-    finally:
-        loop.close()
-        asyncio.set_event_loop(None)
-
-
 def run_program(
     cloud: SimulatedCloud, config: Mapping[str, Any], *, project: str, stack: str
 ) -> tuple[RecordingMonitor, dict[str, Any]]:
     """The real program once, under mocks; its registrations and its resolved stack outputs."""
-    from .program import share_server_program
-
-    monitor = RecordingMonitor(cloud)
-    outputs: dict[str, Any] = {}
-    with _own_event_loop():
-        pulumi.runtime.set_mocks(
-            cloud, project=project, stack=stack, preview=False, monitor=monitor
-        )
-        pulumi.runtime.set_all_config(
-            {f"{NAMESPACE}:{key}": json.dumps(value) for key, value in config.items()}
-        )
-
-        def program() -> pulumi.Output[Any]:
-            server = share_server_program()
-            return pulumi.Output.all(server.share_server, server.shares).apply(
-                lambda values: outputs.update(share_server=values[0], shares=values[1])
-            )
-
-        pulumi.runtime.test(program)()  # type: ignore[no-untyped-call]
-    return monitor, outputs
+    run = run_simulated(cloud, config, project=project, stack=stack)
+    return run.monitor, run.outputs
 
 
 # -- from registrations to a plan ----------------------------------------------------------------
@@ -357,15 +321,8 @@ def build_plan(
     rules = tuple(
         {
             key: r.inputs.get(key)
-            for key in (
-                "direction",
-                "ethertype",
-                "protocol",
-                "portRangeMin",
-                "portRangeMax",
-                "remoteIpPrefix",
-                "description",
-            )
+            for key in IMPORTANT_INPUTS["openstack:networking/secGroupRule:SecGroupRule"]
+            if key != "securityGroupId"
         }
         for r in resources
         if r.type == SECURITY_RULE

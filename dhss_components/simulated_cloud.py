@@ -9,10 +9,14 @@ creates is there for the next run to find (as it would be in the cloud and in th
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import itertools
+import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -366,6 +370,7 @@ class Registration:
     urn: str
     type: str
     name: str
+    custom: bool
     parent: str
     dependencies: list[str]
     protect: bool
@@ -392,6 +397,7 @@ class RecordingMonitor(MockMonitor):
                 urn=response.urn,
                 type=request.type,
                 name=request.name,
+                custom=request.custom,
                 parent=request.parent,
                 dependencies=list(request.dependencies),
                 protect=request.protect,
@@ -415,3 +421,71 @@ class RecordingMonitor(MockMonitor):
         found = [r for r in self.registrations.values() if r.name == name]
         assert len(found) == 1, f"expected one resource named {name}, found {len(found)}"
         return found[0]
+
+
+# -- running the real program against it ------------------------------------------------------
+
+
+@dataclass
+class ProgramRun:
+    monitor: RecordingMonitor
+    outputs: dict[str, Any]
+    """The stack outputs, resolved (empty in a preview, where they are unknown)."""
+    invokes: list[MockCallArgs]
+    """The provider invokes this run made: an API call each, in every preview."""
+
+
+@contextmanager
+def _own_event_loop() -> Iterator[None]:
+    # Pulumi's pending work must never resolve on a loop that outlives this run. One worker
+    # thread for the SDK's calls to the (mock) engine: the simulated cloud then sees the
+    # resources in the same order on every run, so it hands out the same addresses.
+    loop = asyncio.new_event_loop()
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
+    asyncio.set_event_loop(loop)
+    try:
+        yield
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
+def run_program(
+    cloud: SimulatedCloud,
+    config: Mapping[str, Any],
+    *,
+    project: str = "manila-dhss",
+    stack: str = "dev",
+    secret_keys: tuple[str, ...] = (),
+    preview: bool = False,
+    monitor: RecordingMonitor | None = None,
+) -> ProgramRun:
+    """Run the real program once against `cloud`, with `config` as the ``dhss:*`` keys."""
+    from .program import share_server_program
+
+    monitor = monitor or RecordingMonitor(cloud)
+    first_invoke = len(cloud.invokes)
+    outputs: dict[str, Any] = {}
+    with _own_event_loop():
+        # set_mocks makes a root stack resource only when this context has none: without the
+        # reset, the first run in a process would name the stack of every later run.
+        pulumi.runtime.settings.ROOT.set(None)
+        pulumi.runtime.set_mocks(
+            cloud, project=project, stack=stack, preview=preview, monitor=monitor
+        )
+        pulumi.runtime.set_all_config(
+            {f"dhss:{key}": json.dumps(value) for key, value in config.items()},
+            secret_keys=[f"dhss:{key}" for key in secret_keys],
+        )
+
+        def program() -> pulumi.Output[Any]:
+            server = share_server_program()
+            return pulumi.Output.all(server.share_server, server.shares).apply(
+                lambda values: outputs.update(share_server=values[0], shares=values[1])
+            )
+
+        try:
+            pulumi.runtime.test(program)()  # type: ignore[no-untyped-call]
+        finally:
+            pulumi.runtime.settings.ROOT.set(None)  # and leave none behind
+    return ProgramRun(monitor, outputs, cloud.invokes[first_invoke:])

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import pytest
 from hypothesis import settings
 
@@ -23,6 +24,9 @@ def _event_loop() -> Iterator[None]:
     # mocks (pulumi/pulumi's own conftest does the same).
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    # set_mocks keeps any root stack resource an earlier test left in this thread's context,
+    # and with it that test's stack name.
+    pulumi.runtime.settings.ROOT.set(None)
     yield
     loop.close()
     asyncio.set_event_loop(None)

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import base64
-import json
 import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pulumi
-
-from dhss_components.program import share_server_program
 from dhss_components.simulated_cloud import (
     DEVSTACK_ADMIN_NET,
     DEVSTACK_ADMIN_SUBNET,
@@ -21,6 +17,7 @@ from dhss_components.simulated_cloud import (
     DEVSTACK_TENANT_SUBNET,
     RecordingMonitor,
     SimulatedCloud,
+    run_program,
 )
 
 PROJECT = "manila-dhss"
@@ -97,19 +94,5 @@ def run_stack(
     secret_keys: tuple[str, ...] = (),
 ) -> StackRun:
     """Run the program once; raise what it raises. Outputs are the stack outputs, resolved."""
-    monitor = RecordingMonitor(cloud)
-    pulumi.runtime.set_mocks(cloud, project=PROJECT, stack=stack, preview=False, monitor=monitor)
-    pulumi.runtime.set_all_config(
-        {f"dhss:{key}": json.dumps(value) for key, value in config.items()},
-        secret_keys=[f"dhss:{key}" for key in secret_keys],
-    )
-    outputs: dict[str, Any] = {}
-
-    def program() -> pulumi.Output[Any]:
-        server = share_server_program()
-        return pulumi.Output.all(server.share_server, server.shares).apply(
-            lambda values: outputs.update(share_server=values[0], shares=values[1])
-        )
-
-    pulumi.runtime.test(program)()  # type: ignore[no-untyped-call]
-    return StackRun(cloud, monitor, outputs)
+    run = run_program(cloud, config, project=PROJECT, stack=stack, secret_keys=secret_keys)
+    return StackRun(cloud, run.monitor, run.outputs)

@@ -29,38 +29,32 @@ def fails(cloud: SimulatedCloud, config: dict[str, Any]) -> str:
     return str(caught.value)
 
 
-def test_subnet_without_gateway(config: dict[str, Any]) -> None:
+def cloud_without_router(*, gateway: bool) -> SimulatedCloud:
+    """The dev stack's tenant subnet, on no router (and with or without a gateway address)."""
     cloud = SimulatedCloud()
     cloud.add_network("private", DEVSTACK_TENANT_NET)
     cloud.add_subnet(
-        DEVSTACK_TENANT_NET, "10.0.0.0/26", subnet_id=DEVSTACK_TENANT_SUBNET, gateway=False
+        DEVSTACK_TENANT_NET, "10.0.0.0/26", subnet_id=DEVSTACK_TENANT_SUBNET, gateway=gateway
     )
     cloud.add_network("svc", DEVSTACK_SERVICE_NET)
     cloud.add_image("manila-service-image-master")
-    message = fails(cloud, config)
+    return cloud
+
+
+def test_subnet_without_gateway(config: dict[str, Any]) -> None:
+    message = fails(cloud_without_router(gateway=False), config)
     assert message.startswith("Subnet must have gateway.")  # Manila's words
     assert "connect_share_server_to_tenant_network" in message  # and the way out
 
 
 def test_gateway_not_on_a_router(config: dict[str, Any]) -> None:
-    cloud = SimulatedCloud()
-    cloud.add_network("private", DEVSTACK_TENANT_NET)
-    cloud.add_subnet(DEVSTACK_TENANT_NET, "10.0.0.0/26", subnet_id=DEVSTACK_TENANT_SUBNET)
-    cloud.add_network("svc", DEVSTACK_SERVICE_NET)
-    cloud.add_image("manila-service-image-master")
-    message = fails(cloud, config)
+    message = fails(cloud_without_router(gateway=True), config)
     assert message.startswith("Subnet gateway is not attached to the router.")
     assert "openstack router add subnet" in message
 
 
 def test_the_direct_mode_needs_no_router(config: dict[str, Any]) -> None:
-    cloud = SimulatedCloud()
-    cloud.add_network("private", DEVSTACK_TENANT_NET)
-    cloud.add_subnet(
-        DEVSTACK_TENANT_NET, "10.0.0.0/26", subnet_id=DEVSTACK_TENANT_SUBNET, gateway=False
-    )
-    cloud.add_network("svc", DEVSTACK_SERVICE_NET)
-    cloud.add_image("manila-service-image-master")
+    cloud = cloud_without_router(gateway=False)
     config["backend"]["connect_share_server_to_tenant_network"] = True
     assert run_stack(cloud, config).outputs["share_server"]["router_id"] is None
 

@@ -17,6 +17,7 @@ import yaml
 from dhss_components.fleet.cli import main
 from dhss_components.simulated_cloud import DEVSTACK_SERVICE_NET
 from tests.fleet.standin.install import write_settings
+from tests.stack_run import base_config
 
 _IDS = uuid.UUID("5b1e6f0a-9d8c-4b7a-8e6f-3c2d1b0a9f8e")
 PASSPHRASE = "correct horse battery staple"
@@ -43,17 +44,8 @@ def tenant_network(index: int) -> dict[str, str]:
 
 def shared_backend(keys: tuple[Path, Path]) -> dict[str, Any]:
     """The [generic1] section every tenant shares: one service network for all."""
-    public, private = keys
-    return {
-        "share_backend_name": "GENERIC1",
-        "driver_handles_share_servers": True,
-        "service_image_name": "manila-service-image-master",
-        "service_instance_user": "manila",
-        "path_to_public_key": str(public),
-        "path_to_private_key": str(private),
-        "service_network_id": DEVSTACK_SERVICE_NET,
-        "service_network_host": "devstack",
-    }
+    backend: dict[str, Any] = base_config(keys)["backend"]
+    return backend
 
 
 def tenant_entry(index: int, shares: int = 1) -> dict[str, Any]:
