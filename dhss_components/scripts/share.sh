@@ -161,8 +161,6 @@ validate_args() {
     fi
 }
 
-client_level() { printf '%s' "${1%%:*}"; }
-client_address() { printf '%s' "${1#*:}"; }
 
 # --- locks and files ----------------------------------------------------------------------
 
@@ -171,7 +169,6 @@ client_address() { printf '%s' "${1#*:}"; }
 with_lock() {
     local file=$1 fd
     shift
-    mkdir -p -- "$(dirname -- "$file")"
     exec {fd}>"$file"
     flock -w "$LOCK_TIMEOUT" "$fd" ||
         die "waited ${LOCK_TIMEOUT}s for $file: another share operation holds it." \
@@ -180,17 +177,12 @@ with_lock() {
     exec {fd}>&-
 }
 
-# replace_file TARGET TEMP: put TEMP in place of TARGET in one rename (keeping TARGET's mode and
-# owner), or drop TEMP if nothing changed. Sets REPLACED to 1 if TARGET changed, else 0.
-# (Functions here never report through their exit status: set -e does not apply inside a
-# function called as a condition, so a failure there would go unnoticed.)
+# replace_file TARGET TEMP: put TEMP in place of TARGET in one rename, keeping TARGET's mode and
+# owner. (Callers compare the contents first, in bash. Functions here report through variables,
+# never through their exit status: set -e does not apply inside a function called as a
+# condition, so a failure there would go unnoticed.)
 replace_file() {
     local target=$1 temp=$2
-    REPLACED=0
-    if [[ -f $target ]] && cmp -s -- "$temp" "$target"; then
-        rm -f -- "$temp"
-        return 0
-    fi
     if [[ -f $target ]]; then
         chmod --reference="$target" -- "$temp"
         chown --reference="$target" -- "$temp"
@@ -198,13 +190,12 @@ replace_file() {
         chmod 644 -- "$temp"
     fi
     mv -f -- "$temp" "$target"
-    REPLACED=1
 }
 
 # new_temp_file TARGET: a temporary file next to TARGET (same filesystem, so mv is atomic).
 new_temp_file() {
     local target=$1 temp
-    temp=$(mktemp -- "$(dirname -- "$target")/.$(basename -- "$target").dhss.XXXXXX")
+    temp=$(mktemp -- "${target%/*}/.${target##*/}.dhss.XXXXXX")
     TEMP_FILES+=("$temp")
     printf '%s' "$temp"
 }
@@ -226,25 +217,29 @@ find_device() {
         [[ -b $by_id ]] || sleep 1
     done
     DEVICE=$by_id
-    DEVICE_NUMBER=$(stat -L -c '%Hr:%Lr' -- "$DEVICE")
-    log "found volume $VOLUME_ID at $DEVICE (now $(readlink -f -- "$DEVICE"), $DEVICE_NUMBER)"
+    # The kernel's name for it today (vdb, ...) is used only to read its number and size.
+    KERNEL_NAME=$(readlink -f -- "$DEVICE")
+    KERNEL_NAME=${KERNEL_NAME##*/}
+    read -r DEVICE_NUMBER </sys/class/block/"$KERNEL_NAME"/dev
+    log "found volume $VOLUME_ID at $DEVICE (now $KERNEL_NAME, $DEVICE_NUMBER)"
 }
 
 # probe_device: low-level probe (blkid -p reads the device itself, no cache). Sets PROBE_TYPE,
-# PROBE_PTTYPE, PROBE_UUID and PROBE_STATUS (0 found, 2 nothing found, else an error).
+# PROBE_PTTYPE, PROBE_UUID, PROBE_STATUS (0 found, 2 nothing found, 8 ambivalent, else an
+# error) and PROBE_SUMMARY (what blkid said, on one line).
 probe_device() {
     local output key value
-    PROBE_TYPE="" PROBE_PTTYPE="" PROBE_UUID="" PROBE_STATUS=0
+    PROBE_TYPE="" PROBE_PTTYPE="" PROBE_UUID="" PROBE_STATUS=0 PROBE_SUMMARY=""
     output=$(blkid -p -o export "$DEVICE" </dev/null 2>&1) || PROBE_STATUS=$?
-    ((PROBE_STATUS == 0)) || { PROBE_OUTPUT=$output; return 0; }
     while IFS='=' read -r key value; do
         case $key in
+            DEVNAME | "") continue ;;
             TYPE) PROBE_TYPE=$value ;;
             PTTYPE) PROBE_PTTYPE=$value ;;
             UUID) PROBE_UUID=$value ;;
         esac
+        PROBE_SUMMARY+="${PROBE_SUMMARY:+ }$key${value:+=$value}"
     done <<<"$output"
-    PROBE_OUTPUT=$output
 }
 
 ensure_filesystem() {
@@ -253,10 +248,10 @@ ensure_filesystem() {
         0) ;;
         2) make_filesystem; return 0 ;;
         8) die "refusing to use volume $VOLUME_ID ($DEVICE): blkid finds more than one" \
-               "signature on it (${PROBE_OUTPUT//$'\n'/ }). Nothing was changed. Inspect it with" \
+               "signature on it ($PROBE_SUMMARY). Nothing was changed. Inspect it with" \
                "'wipefs -n $DEVICE'; if it holds data you need, attach another volume." ;;
         *) die "could not probe volume $VOLUME_ID ($DEVICE): blkid exit status $PROBE_STATUS:" \
-               "${PROBE_OUTPUT//$'\n'/ }. Nothing was changed." ;;
+               "$PROBE_SUMMARY. Nothing was changed." ;;
     esac
     if [[ -n $PROBE_PTTYPE ]]; then
         die "refusing to use volume $VOLUME_ID ($DEVICE): it holds a $PROBE_PTTYPE partition" \
@@ -266,7 +261,7 @@ ensure_filesystem() {
     fi
     if [[ $PROBE_TYPE != "$FSTYPE" ]]; then
         die "refusing to use volume $VOLUME_ID ($DEVICE): it holds '${PROBE_TYPE:-unknown}'" \
-            "(${PROBE_OUTPUT//$'\n'/ }), not a $FSTYPE filesystem (share_volume_fstype)." \
+            "($PROBE_SUMMARY), not an $FSTYPE filesystem (share_volume_fstype)." \
             "Nothing was changed: this script never formats a volume that holds a signature." \
             "If this is the wrong volume, fix the share's volume; if the data on it is not" \
             "needed, wipe it yourself (wipefs -a $DEVICE) and run again."
@@ -284,7 +279,7 @@ make_filesystem() {
     FS_UUID=$(</proc/sys/kernel/random/uuid)
     mkdir -p -- "$NEW_FILESYSTEMS_DIR"
     : >"$NEW_FILESYSTEMS_DIR/$FS_UUID"
-    log "volume $VOLUME_ID is blank (no signature on $DEVICE): making a $FSTYPE filesystem"
+    log "volume $VOLUME_ID is blank (no signature on $DEVICE): making an $FSTYPE filesystem"
     "mkfs.$FSTYPE" -q -U "$FS_UUID" -E lazy_itable_init=1,lazy_journal_init=1 "$DEVICE" \
         </dev/null >&2
     # Manila's set_zero_reserved_blocks: a share is for its users, not for root.
@@ -292,32 +287,49 @@ make_filesystem() {
     log "made $FSTYPE filesystem $FS_UUID with no reserved blocks"
 }
 
-# mount_points_of DEVICE_NUMBER: every place where that major:minor is mounted.
+# mount_points_of DEVICE_NUMBER: sets MOUNT_POINTS to every place where that major:minor is
+# mounted (fields 3 and 5 of mountinfo).
 mount_points_of() {
-    awk -v dev="$1" '$3 == dev { print $5 }' /proc/self/mountinfo
+    local _id _parent number _root target _rest
+    MOUNT_POINTS=()
+    while read -r _id _parent number _root target _rest; do
+        if [[ $number == "$1" ]]; then
+            MOUNT_POINTS+=("$target")
+        fi
+    done </proc/self/mountinfo
 }
 
-ensure_mounted() {
-    mkdir -p -- "$MOUNT_PATH"
-    if mountpoint -q -- "$MOUNT_PATH"; then
-        local mounted
-        mounted=$(mountpoint -d -- "$MOUNT_PATH")
+# check_mount_point: before anything is written, refuse a mount point that holds another
+# device, and a volume that is mounted somewhere else. Sets ALREADY_MOUNTED.
+check_mount_point() {
+    local mounted target
+    ALREADY_MOUNTED=0
+    if mounted=$(mountpoint -d -- "$MOUNT_PATH" 2>/dev/null); then
         [[ $mounted == "$DEVICE_NUMBER" ]] ||
             die "$MOUNT_PATH is already a mount point of device $mounted, not of volume" \
                 "$VOLUME_ID ($DEVICE, $DEVICE_NUMBER). Nothing was changed. Check 'findmnt" \
-                "$MOUNT_PATH': if another share or a hand-made mount uses this path, unmount it" \
-                "or give the share another name."
+                "$MOUNT_PATH': if another share or a hand-made mount uses this path, unmount it;" \
+                "if the share's volume changed, delete the share first."
+        ALREADY_MOUNTED=1
+        return 0
+    fi
+    mount_points_of "$DEVICE_NUMBER"
+    for target in ${MOUNT_POINTS[@]+"${MOUNT_POINTS[@]}"}; do
+        die "volume $VOLUME_ID ($DEVICE) is already mounted on $target, not on" \
+            "$MOUNT_PATH. Nothing was changed. Two shares cannot use one volume:" \
+            "check the share's volume, or unmount $target."
+    done
+}
+
+ensure_mounted() {
+    if ((ALREADY_MOUNTED)); then
         log "$DEVICE is already mounted on $MOUNT_PATH"
     else
-        local target
-        while read -r target; do
-            [[ -z $target ]] ||
-                die "volume $VOLUME_ID ($DEVICE) is already mounted on $target, not on" \
-                    "$MOUNT_PATH. Nothing was changed. Two shares cannot use one volume:" \
-                    "check the share's volume, or unmount $target."
-        done < <(mount_points_of "$DEVICE_NUMBER")
-        if [[ -n $(ls -A -- "$MOUNT_PATH") ]]; then
-            log "warning: $MOUNT_PATH holds files on the root disk; the mount will hide them"
+        mkdir -p -- "$MOUNT_PATH"
+        local -a hidden
+        hidden=("$MOUNT_PATH"/* "$MOUNT_PATH"/.[!.]*)
+        if [[ -e ${hidden[0]} || -e ${hidden[1]} ]]; then
+            log "warning: $MOUNT_PATH holds files on the root disk; the mount hides them"
         fi
         mount -t "$FSTYPE" -- "$DEVICE" "$MOUNT_PATH" </dev/null
         log "mounted $DEVICE on $MOUNT_PATH"
@@ -332,43 +344,61 @@ ensure_mounted() {
 
 # set_fstab_entry PATH LINE: make LINE the one /etc/fstab entry for PATH (in place of any other
 # entry for PATH, keeping its position); with an empty LINE, drop the entries for PATH.
+# Sets FSTAB_CHANGED.
 set_fstab_entry() {
-    local temp
+    local path=$1 line=$2 entry current="" wanted="" placed=0 temp
+    local entry_pattern='^[[:space:]]*[^#[:space:]][^[:space:]]*[[:space:]]+([^[:space:]]+)'
+    local -a entries=()
+    FSTAB_CHANGED=0
+    if [[ -f /etc/fstab ]]; then
+        mapfile -t entries </etc/fstab
+    fi
+    for entry in ${entries[@]+"${entries[@]}"}; do
+        current+=$entry$'\n'
+        if [[ $entry =~ $entry_pattern && ${BASH_REMATCH[1]} == "$path" ]]; then
+            if ((!placed)) && [[ -n $line ]]; then
+                wanted+=$line$'\n'
+            fi
+            placed=1
+            continue
+        fi
+        wanted+=$entry$'\n'
+    done
+    if ((!placed)) && [[ -n $line ]]; then
+        wanted+=$line$'\n'
+    fi
+    [[ $wanted != "$current" ]] || return 0
     temp=$(new_temp_file /etc/fstab)
-    FSTAB_PATH=$1 FSTAB_LINE=$2 awk '
-        $1 !~ /^#/ && $2 == ENVIRON["FSTAB_PATH"] {
-            if (!done && ENVIRON["FSTAB_LINE"] != "") print ENVIRON["FSTAB_LINE"]
-            done = 1
-            next
-        }
-        { print }
-        END { if (!done && ENVIRON["FSTAB_LINE"] != "") print ENVIRON["FSTAB_LINE"] }
-    ' /etc/fstab >"$temp"
+    printf '%s' "$wanted" >"$temp"
     replace_file /etc/fstab "$temp"
-    FSTAB_CHANGED=$REPLACED
+    FSTAB_CHANGED=1
 }
 
-reload_systemd() {
-    # systemd makes mount units from /etc/fstab; tell it the file changed.
-    if [[ -d /run/systemd/system ]]; then
-        systemctl daemon-reload </dev/null || log "warning: systemctl daemon-reload failed"
-    fi
-}
 
 ensure_fstab() {
     with_lock "$FSTAB_LOCK" set_fstab_entry "$MOUNT_PATH" \
         "UUID=$FS_UUID $MOUNT_PATH $FSTYPE defaults,nofail 0 2"
+    # (No systemctl daemon-reload: systemd reads /etc/fstab at boot, which is when this line
+    # matters, and a reload costs seconds on a busy service instance.)
     if ((FSTAB_CHANGED)); then
-        reload_systemd
         log "/etc/fstab mounts UUID=$FS_UUID on $MOUNT_PATH at boot"
     else
         log "/etc/fstab already mounts UUID=$FS_UUID on $MOUNT_PATH"
     fi
 }
 
+# device_size: sets DEVICE_SIZE to the size in bytes that the kernel sees now (it follows an
+# online extend).
+device_size() {
+    local sectors
+    read -r sectors </sys/class/block/"$KERNEL_NAME"/size
+    DEVICE_SIZE=$((sectors * 512))
+}
+
 grow_filesystem() {
     local wanted=$((SIZE_GIB * GIB)) size deadline=$((SECONDS + DEVICE_TIMEOUT))
-    size=$(blockdev --getsize64 "$DEVICE" </dev/null)
+    device_size
+    size=$DEVICE_SIZE
     if ((size < wanted)); then
         log "waiting up to ${DEVICE_TIMEOUT}s for $DEVICE to reach ${SIZE_GIB} GiB (now $size bytes)"
     fi
@@ -379,7 +409,8 @@ grow_filesystem() {
                 "finished (openstack volume show $VOLUME_ID) and that this server sees the new" \
                 "size ('blockdev --getsize64 $DEVICE', 'dmesg'), then run again."
         sleep 1
-        size=$(blockdev --getsize64 "$DEVICE" </dev/null)
+        device_size
+        size=$DEVICE_SIZE
     done
     local block_count=0 block_size=0 key value
     while IFS=':' read -r key value; do
@@ -402,36 +433,36 @@ grow_filesystem() {
 
 # --- NFS ----------------------------------------------------------------------------------
 
-# exports_client CLIENT: the address part of an exports(5) entry. Manila's forms bracket IPv6
-# ("[1001::1]/124", for exportfs -o ... client:path); exports(5) takes the address bare.
-exports_client() {
-    local address
-    address=$(client_address "$1")
+# exports_line CLIENT: the exports(5) entry for one --client. Manila's client forms bracket IPv6
+# ("[1001::1]/124", for `exportfs -o ... client:path`); in exports(5) the address goes bare.
+# Manila's options, plus mp: export only while the volume is mounted there, never the bare
+# directory on the root disk (after a reboot without the volume, say).
+exports_line() {
+    local level=${1%%:*} address=${1#*:}
     address=${address/\[/}
-    printf '%s' "${address/\]/}"
+    address=${address/\]/}
+    EXPORTS_LINE="$MOUNT_PATH $address($level,no_subtree_check,no_root_squash,mp)"
 }
 
 write_exports_file() {
-    local file=$EXPORTS_DIR/$NAME.exports temp client
-    mkdir -p -- "$EXPORTS_DIR"
-    temp=$(new_temp_file "$file")
-    {
-        printf '# share %s: written by manila-dhss share.sh on every ensure; edits are lost\n' \
-            "$NAME"
-        if ((${#CLIENTS[@]} == 0)); then
-            printf '# no access rules: %s is not exported\n' "$MOUNT_PATH"
-        fi
-        for client in ${CLIENTS[@]+"${CLIENTS[@]}"}; do
-            # Manila's options, plus mp: export only while the volume is mounted, never the
-            # bare directory on the root disk (after a reboot without the volume, say).
-            printf '%s %s(%s,no_subtree_check,no_root_squash,mp)\n' \
-                "$MOUNT_PATH" "$(exports_client "$client")" "$(client_level "$client")"
-        done
-    } >"$temp"
-    replace_file "$file" "$temp"
-    if ((REPLACED)); then
-        log "wrote $file"
+    local file=$EXPORTS_DIR/$NAME.exports temp client wanted current=""
+    wanted="# share $NAME: written by manila-dhss share.sh on every ensure; edits are lost"$'\n'
+    if ((${#CLIENTS[@]} == 0)); then
+        wanted+="# no access rules: $MOUNT_PATH is not exported"$'\n'
     fi
+    for client in ${CLIENTS[@]+"${CLIENTS[@]}"}; do
+        exports_line "$client"
+        wanted+=$EXPORTS_LINE$'\n'
+    done
+    if [[ -f $file ]]; then
+        IFS= read -r -d '' current <"$file" || true
+    fi
+    [[ $current != "$wanted" ]] || return 0
+    [[ -d $EXPORTS_DIR ]] || mkdir -p -- "$EXPORTS_DIR"
+    temp=$(new_temp_file "$file")
+    printf '%s' "$wanted" >"$temp"
+    replace_file "$file" "$temp"
+    log "wrote $file"
 }
 
 ensure_nfs_server() {
@@ -459,7 +490,7 @@ export_nfs() {
         die "exportfs is not installed on this server: install nfs-kernel-server."
     with_lock "$EXPORTS_LOCK" export_nfs_locked
     if ((${#CLIENTS[@]})); then
-        log "exported $MOUNT_PATH over NFS to: $(printf '%s ' "${CLIENTS[@]}")"
+        log "exported $MOUNT_PATH over NFS to: ${CLIENTS[*]}"
     else
         log "no access rules: $MOUNT_PATH is not exported over NFS"
     fi
@@ -482,8 +513,7 @@ unexport_nfs() {
     fi
     # Drop the NFSv4 opens and locks that clients hold on this filesystem, so that it can be
     # unmounted.
-    if { ((UNEXPORTED)) || [[ $ACTION == delete ]]; } && [[ -w /proc/fs/nfsd/unlock_filesystem ]] &&
-        mountpoint -q -- "$MOUNT_PATH"; then
+    if [[ -w /proc/fs/nfsd/unlock_filesystem ]] && mountpoint -q -- "$MOUNT_PATH"; then
         printf '%s\n' "$MOUNT_PATH" >/proc/fs/nfsd/unlock_filesystem 2>/dev/null || true
     fi
 }
@@ -495,7 +525,7 @@ unexport_nfs() {
 cifs_read_only() {
     local client rw=0 ro=0
     for client in ${CLIENTS[@]+"${CLIENTS[@]}"}; do
-        case $(client_level "$client") in
+        case ${client%%:*} in
             rw) rw=1 ;;
             ro) ro=1 ;;
         esac
@@ -510,7 +540,7 @@ cifs_read_only() {
 cifs_hosts_allow() {
     local client addresses=()
     for client in ${CLIENTS[@]+"${CLIENTS[@]}"}; do
-        addresses+=("$(client_address "$client")")
+        addresses+=("${client#*:}")
     done
     if ((${#addresses[@]} == 0)); then
         printf '127.0.0.1' # Manila's default: nobody outside the server
@@ -519,41 +549,28 @@ cifs_hosts_allow() {
     fi
 }
 
-# set_share_parameter PARAM VALUE: net conf setparm, only when the value differs. Sets
-# PARAM_CHANGED to 1 when it changes a value the share already had.
-set_share_parameter() {
-    local param=$1 value=$2 current
-    PARAM_CHANGED=0
-    if current=$(net conf getparm "$NAME" "$param" </dev/null 2>/dev/null); then
-        [[ $current != "$value" ]] || return 0
-        net conf setparm "$NAME" "$param" "$value" </dev/null
-        log "samba: $param = $value (was $current)"
-        PARAM_CHANGED=1
-        return 0
-    fi
-    net conf setparm "$NAME" "$param" "$value" </dev/null
-    log "samba: $param = $value"
+# cifs_share_section READ_ONLY HOSTS_ALLOW: the share's Samba section, in the form that
+# `net conf showshare` prints. Manila's parameters (addshare writeable=y guest_ok=y, then
+# browseable, create mask, hosts deny, hosts allow, read only), plus: refuse connections while
+# the volume is not mounted, rather than serve the bare directory on the root disk.
+cifs_share_section() {
+    local read_only=$1 hosts_allow=$2
+    printf '[%s]\n' "$NAME"
+    printf '\t%s = %s\n' \
+        path "$MOUNT_PATH" \
+        'guest ok' yes \
+        'read only' "$read_only" \
+        browseable yes \
+        'create mask' 0755 \
+        'hosts deny' 0.0.0.0/0 \
+        'hosts allow' "$hosts_allow" \
+        'root preexec' "$(command -v mountpoint) -q $MOUNT_PATH" \
+        'root preexec close' yes
 }
 
-export_cifs_locked() {
-    local read_only=$1 hosts_allow=$2
-    ACCESS_CHANGED=0
-    if ! net conf showshare "$NAME" </dev/null >/dev/null 2>&1; then
-        net conf addshare "$NAME" "$MOUNT_PATH" writeable=y guest_ok=y </dev/null
-        log "samba: added share $NAME for $MOUNT_PATH"
-    fi
-    set_share_parameter path "$MOUNT_PATH"
-    set_share_parameter browseable yes
-    set_share_parameter 'create mask' 0755
-    set_share_parameter 'hosts deny' 0.0.0.0/0
-    set_share_parameter 'hosts allow' "$hosts_allow"
-    ((ACCESS_CHANGED |= PARAM_CHANGED)) || true
-    set_share_parameter 'read only' "$read_only"
-    ((ACCESS_CHANGED |= PARAM_CHANGED)) || true
-    # Better than Manila: while the volume is not mounted, refuse connections rather than serve
-    # the bare directory on the root disk.
-    set_share_parameter 'root preexec' "$(command -v mountpoint) -q $MOUNT_PATH"
-    set_share_parameter 'root preexec close' yes
+# cifs_parameter SECTION PARAM: the value of PARAM in a section printed by net conf showshare.
+cifs_parameter() {
+    PARAM="$2" awk -F ' = ' '$1 == "\t" ENVIRON["PARAM"] { print $2 }' <<<"$1"
 }
 
 ensure_smbd() {
@@ -568,20 +585,41 @@ ensure_smbd() {
 # "read only" when a client connects, so this is what makes a removed rule take effect on a
 # client that is already connected (it reconnects, under the new rules).
 close_cifs_sessions() {
-    if command -v smbcontrol >/dev/null && systemctl is-active --quiet smbd </dev/null; then
+    if systemctl is-active --quiet smbd </dev/null; then
         smbcontrol all close-share "$NAME" </dev/null >/dev/null 2>&1 || true
+    fi
+}
+
+export_cifs_locked() {
+    local wanted=$1 current="" temp
+    ACCESS_CHANGED=0
+    current=$(net conf showshare "$NAME" </dev/null 2>/dev/null) || current=""
+    [[ $current != "$wanted" ]] || return 0
+    temp=$(new_temp_file "$LOCK_DIR/dhss-samba-$NAME.conf")
+    printf '%s\n' "$wanted" >"$temp"
+    # One import replaces the whole section: exactly these parameters, nothing left over.
+    net conf import "$temp" "$NAME" </dev/null >&2 ||
+        die "net conf import of share $NAME failed. The Samba registry must be usable:" \
+            "smb.conf needs 'include = registry' in [global] (as in Manila's service image);" \
+            "check 'net conf list' and 'testparm -s' on this server."
+    rm -f -- "$temp"
+    if [[ -z $current ]]; then
+        log "samba: added share $NAME for $MOUNT_PATH"
+        return 0
+    fi
+    log "samba: updated share $NAME"
+    if [[ $(cifs_parameter "$current" 'hosts allow') != "$(cifs_parameter "$wanted" 'hosts allow')" ||
+        $(cifs_parameter "$current" 'read only') != "$(cifs_parameter "$wanted" 'read only')" ]]; then
+        ACCESS_CHANGED=1
     fi
 }
 
 export_cifs() {
     local read_only hosts_allow
+    command -v net >/dev/null || die "net (samba-common-bin) is not installed on this server."
     read_only=$(cifs_read_only)
     hosts_allow=$(cifs_hosts_allow)
-    command -v net >/dev/null || die "net (samba-common-bin) is not installed on this server."
-    net conf list </dev/null >/dev/null 2>&1 ||
-        die "the Samba registry is not usable ('net conf list' fails): smb.conf needs" \
-            "'include = registry' in [global], as in Manila's service image."
-    with_lock "$SAMBA_LOCK" export_cifs_locked "$read_only" "$hosts_allow"
+    with_lock "$SAMBA_LOCK" export_cifs_locked "$(cifs_share_section "$read_only" "$hosts_allow")"
     ensure_smbd
     if ((ACCESS_CHANGED)); then
         close_cifs_sessions
@@ -593,20 +631,20 @@ export_cifs() {
 unexport_cifs_locked() {
     UNEXPORTED=0
     net conf showshare "$NAME" </dev/null >/dev/null 2>&1 || return 0
-    net conf delshare "$NAME" </dev/null
+    # (net also says "delete_share_security: Failed to delete entry" when the share had no
+    # ACL of its own, which is the case here: not an error.)
+    net conf delshare "$NAME" </dev/null 2>/dev/null ||
+        die "net conf delshare $NAME failed; run it by hand to see why, then run again."
     UNEXPORTED=1
 }
 
 unexport_cifs() {
     command -v net >/dev/null || return 0
-    net conf list </dev/null >/dev/null 2>&1 || return 0
     with_lock "$SAMBA_LOCK" unexport_cifs_locked
     if ((UNEXPORTED)); then
         log "samba: removed share $NAME"
     fi
-    if ((UNEXPORTED)) || [[ $ACTION == delete ]]; then
-        close_cifs_sessions # so that the volume can be unmounted
-    fi
+    close_cifs_sessions # so that the volume can be unmounted
 }
 
 # --- unmount ------------------------------------------------------------------------------
@@ -630,7 +668,6 @@ unmount() {
 drop_fstab_entry() {
     with_lock "$FSTAB_LOCK" set_fstab_entry "$MOUNT_PATH" ""
     if ((FSTAB_CHANGED)); then
-        reload_systemd
         log "removed $MOUNT_PATH from /etc/fstab"
     fi
 }
@@ -652,25 +689,25 @@ ensure_share() {
     with_lock "$LOCK_DIR/dhss-volume-${VOLUME_ID:0:20}.lock" ensure_filesystem_and_mount
     ensure_fstab
     grow_filesystem
-    if [[ $PROTOCOL == nfs ]]; then
-        unexport_cifs
-        export_nfs
-    else
-        unexport_nfs
-        export_cifs
-    fi
+    "export_$PROTOCOL"
     log "ready"
 }
 
 ensure_filesystem_and_mount() {
+    check_mount_point
     ensure_filesystem
     ensure_mounted
 }
 
 delete_share() {
     log "delete: unexport and unmount $MOUNT_PATH (the data on the volume is kept)"
-    unexport_nfs
-    unexport_cifs
+    # Without --protocol, both (a share of unknown protocol must not stay exported).
+    if [[ $PROTOCOL != cifs ]]; then
+        unexport_nfs
+    fi
+    if [[ $PROTOCOL != nfs ]]; then
+        unexport_cifs
+    fi
     unmount
     drop_fstab_entry
     remove_mount_point
@@ -681,6 +718,7 @@ main() {
     trap 'on_error $? $LINENO "$BASH_COMMAND"' ERR
     trap cleanup EXIT
     parse_args "$@"
+    [[ -d $LOCK_DIR ]] || mkdir -p -- "$LOCK_DIR"
     with_lock "$LOCK_DIR/dhss-share-$NAME.lock" "${ACTION}_share"
 }
 
