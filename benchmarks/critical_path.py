@@ -98,7 +98,7 @@ _SHARE_IN_NAME = re.compile(r"-share-(s\d\d)-")
 
 
 def ours_ops(declaration: Declaration) -> list[Op]:
-    graph = resolve_dependencies(declaration.monitor.declared())
+    graph = resolve_dependencies(declaration.declared())
     ops = []
     for urn, deps in graph.items():
         typ = declaration.type_of(urn)

@@ -1,14 +1,11 @@
 """Run the real program under the simulated cloud, as the tests do, and keep what it declared.
 
-``tests/stack_run.py`` runs the program for the tests; this is the same few steps with two
-additions the benchmarks need: the monitor also records whether each registration is a custom
-resource (the dependency graph needs it), and the run can be a preview.
+The same run the tests and the offline plan make (``simulated_cloud.run_program``), kept as
+what the benchmarks read: the registrations (the dependency graph) and the invokes.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,12 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pulumi
 from pulumi.runtime import MockCallArgs
 
 from benchmarks.model import Declared
-from dhss_components.program import share_server_program
 from dhss_components.simulated_cloud import RecordingMonitor, SimulatedCloud, devstack_cloud
+from dhss_components.simulated_cloud import run_program as run_simulated
 from tests.stack_run import PROJECT, base_config, write_key_pair
 
 SHARE_SIZE_GIB = 10
@@ -31,35 +27,26 @@ def share_name(index: int) -> str:
     return f"s{index:02d}"
 
 
-class GraphMonitor(RecordingMonitor):
-    """RecordingMonitor that also keeps each registration's custom flag, in order."""
-
-    def __init__(self, mocks: SimulatedCloud) -> None:
-        super().__init__(mocks)
-        self.custom: dict[str, bool] = {}
-
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
-        response = super().RegisterResource(request)
-        if request.type != "pulumi:pulumi:Stack":
-            self.custom[response.urn] = bool(request.custom)
-        return response
-
-    def declared(self) -> list[Declared]:
-        return [
-            Declared(
-                urn=r.urn,
-                custom=self.custom[r.urn],
-                parent=r.parent if r.parent in self.registrations else "",
-                dependencies=tuple(r.dependencies),
-            )
-            for r in self.registrations.values()
-        ]
+def declared(monitor: RecordingMonitor) -> list[Declared]:
+    """The graph as the scheduling model reads it: custom flag, parent, dependencies."""
+    return [
+        Declared(
+            urn=r.urn,
+            custom=r.custom,
+            parent=r.parent if r.parent in monitor.registrations else "",
+            dependencies=tuple(r.dependencies),
+        )
+        for r in monitor.registrations.values()
+    ]
 
 
 @dataclass
 class Declaration:
-    monitor: GraphMonitor
+    monitor: RecordingMonitor
     invokes: list[MockCallArgs]
+
+    def declared(self) -> list[Declared]:
+        return declared(self.monitor)
 
     def type_of(self, urn: str) -> str:
         return self.monitor.registrations[urn].type
@@ -103,27 +90,9 @@ def run_program(
     stack: str = "dev",
     preview: bool = False,
 ) -> Declaration:
-    """One run of the program in a fresh event loop (Pulumi's pending work never leaks)."""
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        monitor = GraphMonitor(cloud)
-        first_invoke = len(cloud.invokes)
-        pulumi.runtime.set_mocks(
-            cloud, project=PROJECT, stack=stack, preview=preview, monitor=monitor
-        )
-        pulumi.runtime.set_all_config(
-            {f"dhss:{key}": json.dumps(value) for key, value in config.items()}
-        )
-
-        def program() -> None:
-            share_server_program()
-
-        pulumi.runtime.test(program)()  # type: ignore[no-untyped-call]
-        return Declaration(monitor, cloud.invokes[first_invoke:])
-    finally:
-        loop.close()
-        asyncio.set_event_loop(None)
+    """One run of the program, as the tests and the offline plan run it."""
+    run = run_simulated(cloud, config, project=PROJECT, stack=stack, preview=preview)
+    return Declaration(run.monitor, run.invokes)
 
 
 def declare(shares: int, *, preview: bool = False) -> Declaration:
