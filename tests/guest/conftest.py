@@ -45,9 +45,14 @@ def _require_host_tools() -> None:
 
 
 @pytest.fixture(scope="session")
-def guest_image() -> GuestImage:
-    """The cached Debian guest image (built on first use, about 2 minutes)."""
+def host_tools() -> None:
+    """Fails (or skips, with DHSS_SKIP_GUEST=1) unless qemu, mmdebstrap and ssh are here."""
     _require_host_tools()
+
+
+@pytest.fixture(scope="session")
+def guest_image(host_tools: None) -> GuestImage:
+    """The cached Debian guest image (built on first use, about 2 minutes)."""
     return build_guest_image()
 
 

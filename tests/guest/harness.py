@@ -422,6 +422,7 @@ class QMP:
     """A QMP client on qemu's unix socket: one lock, replies matched by id, events kept."""
 
     def __init__(self, path: Path, *, timeout: float = 30) -> None:
+        self.path = path
         self._lock = threading.Lock()
         self._buffer = b""
         self._next_id = 0
@@ -437,6 +438,8 @@ class QMP:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self._sock.close()
+        if self.path.parent.name.startswith("dhss-qmp-"):  # a short path made for a long workdir
+            shutil.rmtree(self.path.parent, ignore_errors=True)
 
     def _read(self, deadline: float) -> dict[str, Any]:
         while b"\n" not in self._buffer:
@@ -540,17 +543,7 @@ def _free_ports(count: int) -> list[int]:
             s.close()
 
 
-def _wait_until(
-    condition: Callable[[], bool], *, timeout: float, interval: float, what: str
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise GuestError(f"{what} did not happen within {timeout:.0f} s")
-        time.sleep(interval)
-
-
-@dataclass
+@dataclass(eq=False)
 class Guest:
     """One booted guest. Create it with :meth:`Guest.boot`; end it with :meth:`shutdown`."""
 
@@ -566,6 +559,7 @@ class Guest:
     _volumes_lock: threading.Lock = field(default_factory=threading.Lock)
     _masters: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _masters_lock: threading.Lock = field(default_factory=threading.Lock)
+    _master_failed_at: dict[str, float] = field(default_factory=dict)
     _control_dir: Path | None = None
 
     # ---- boot and power ---------------------------------------------------------------
@@ -671,7 +665,7 @@ class Guest:
             process = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
             )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while not qmp_path.exists():
             if process.poll() is not None:
                 if "hostfwd" in cls._qemu_log(workdir) or "forwarding" in cls._qemu_log(workdir):
@@ -682,7 +676,8 @@ class Guest:
                 )
             if time.monotonic() > deadline:
                 process.kill()
-                raise GuestError("qemu did not open its QMP socket within 30 s")
+                process.wait()
+                raise GuestError("qemu did not open its QMP socket within 60 s")
             time.sleep(0.05)
         try:
             qmp = QMP(qmp_path)
@@ -774,8 +769,14 @@ class Guest:
         """Power the guest off; kill our qemu (only its pid) if it does not exit in time."""
         self._stop_masters()
         if self.process.poll() is None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.ssh("sudo -n systemctl poweroff", timeout=60, multiplex=False)
+            try:
+                asked = self.ssh("sudo -n systemctl poweroff", timeout=60, multiplex=False)
+                answered = asked.returncode in (0, 255)  # 255: sshd went down under us
+            except subprocess.TimeoutExpired:
+                answered = False
+            if not answered:  # press the (ACPI) power button instead
+                with contextlib.suppress(GuestError, OSError):
+                    self.qmp.execute("system_powerdown", timeout=10)
             try:
                 self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -898,8 +899,11 @@ class Guest:
                 return path
             if master is not None:
                 self._end_master(master)
+                del self._masters[user]
+            if time.monotonic() - self._master_failed_at.get(user, -1e9) < 60:
+                return None  # failed just now: let callers connect on their own for a while
             path.unlink(missing_ok=True)
-            argv = self.ssh_argv(user=user, connect_timeout=10, control_path=path)
+            argv = self.ssh_argv(user=user, connect_timeout=60, control_path=path)
             argv[argv.index("ControlMaster=no")] = "ControlMaster=yes"
             master = subprocess.Popen(
                 [*argv[:-2], "-N", *argv[-2:]],  # -N: no remote command, just the connection
@@ -908,11 +912,16 @@ class Guest:
                 stderr=subprocess.DEVNULL,
             )
             self._masters[user] = master
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 120
             while not path.exists():
                 if master.poll() is not None or time.monotonic() > deadline:
                     self._end_master(master)
                     del self._masters[user]
+                    self._master_failed_at[user] = time.monotonic()
+                    print(
+                        f"no kept ssh connection for {user}; connecting per command",
+                        file=sys.stderr,
+                    )
                     return None
                 time.sleep(0.05)
             return path
@@ -932,6 +941,7 @@ class Guest:
             for master in self._masters.values():
                 self._end_master(master)
             self._masters.clear()
+            self._master_failed_at.clear()
             if self._control_dir is not None:
                 shutil.rmtree(self._control_dir, ignore_errors=True)
                 self._control_dir = None
@@ -1007,10 +1017,9 @@ class Guest:
 
     def _wait_in_guest(self, test: str, what: str, timeout: float = 60) -> None:
         """Poll a ``test`` expression in the guest (one ssh session) until true."""
-        steps = int(timeout / 0.1)
         script = (
-            f"i=0; until [ {test} ]; do i=$((i+1)); "
-            f"if [ $i -ge {steps} ]; then exit 1; fi; sleep 0.1; done"
+            f"end=$((SECONDS + {int(timeout)})); until [ {test} ]; do "
+            "if [ $SECONDS -ge $end ]; then exit 1; fi; sleep 0.1; done"
         )
         result = self.ssh(script, timeout=timeout + 60)
         if result.returncode != 0:
@@ -1020,24 +1029,39 @@ class Guest:
                 f"--- console tail ---\n{self.console_tail(15)}"
             )
 
-    def detach_volume(self, volume_id: str, *, wait: bool = True, timeout: float = 60) -> None:
+    def detach_volume(self, volume_id: str, *, wait: bool = True, timeout: float = 120) -> None:
         """Unplug volume ``volume_id`` (kept on the host for a later re-attach).
 
         Waits for qemu's DEVICE_DELETED (the guest let go of the disk) before removing the
-        block node; with ``wait`` also until the guest's by-id link is gone.
+        block node; with ``wait`` also until the guest's by-id link is gone. The unplug
+        request is sent again every 20 s: a guest still busy with the plug ignores it.
         """
         with self._volumes_lock:
             attachment = self._attached.get(volume_id)
         if attachment is None:
             raise GuestError(f"volume {volume_id} is not attached")
         self._alive()
+        deadline = time.monotonic() + timeout
         self.qmp.execute("device_del", {"id": attachment.device})
-        self.qmp.wait_event(
-            "DEVICE_DELETED",
-            lambda data: data.get("device") == attachment.device,
-            timeout=timeout,
-            what=f"detach of volume {volume_id} (the guest did not release the disk)",
-        )
+        while True:
+            try:
+                self.qmp.wait_event(
+                    "DEVICE_DELETED",
+                    lambda data: data.get("device") == attachment.device,
+                    timeout=min(20, max(1, deadline - time.monotonic())),
+                    what=f"detach of volume {volume_id}",
+                )
+                break
+            except GuestError:
+                self._alive()
+                if time.monotonic() >= deadline:
+                    raise GuestError(
+                        f"detach of volume {volume_id}: the guest did not release the disk "
+                        f"(no DEVICE_DELETED for {attachment.device}) within {timeout:.0f} s\n"
+                        f"--- console tail ---\n{self.console_tail(15)}"
+                    ) from None
+            with contextlib.suppress(GuestError):  # e.g. gone meanwhile: the event will say
+                self.qmp.execute("device_del", {"id": attachment.device})
         self.qmp.execute("blockdev-del", {"node-name": attachment.node})
         with self._volumes_lock:
             del self._attached[volume_id]

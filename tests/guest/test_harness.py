@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.guest.harness import Guest, volume_sha256
+from tests.guest.harness import Guest, parse_size, volume_sha256
 
 GIB = 1 << 30
 
@@ -78,6 +78,44 @@ def virtual_size(path: Path) -> int:
         text=True,
     )
     return int(json.loads(info.stdout)["virtual-size"])
+
+
+@pytest.mark.usefixtures("host_tools")
+def test_volume_sha256_depends_only_on_what_the_disk_holds(tmp_path: Path) -> None:
+    def volume(name: str, *writes: str) -> Path:
+        path = tmp_path / f"{name}.qcow2"
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), "3M"], check=True)
+        for write in writes:
+            subprocess.run(
+                ["qemu-io", "-f", "qcow2", "-c", write, str(path)], check=True, capture_output=True
+            )
+        return path
+
+    blank = volume_sha256(volume("blank"))
+    # Zeros written (allocated clusters) read the same as never-written clusters.
+    assert volume_sha256(volume("zeros", "write -P 0 0 2M", "write -z 2M 512k")) == blank
+    one_byte = volume_sha256(volume("byte", "write -P 0x41 3145727 1"))  # the very last byte
+    assert one_byte != blank
+    assert (
+        volume_sha256(volume("byte-again", "write -P 0 0 1M", "write -P 0x41 3145727 1"))
+        == one_byte
+    )
+    path = volume("grown")
+    subprocess.run(["qemu-img", "resize", "-q", str(path), "4M"], check=True)
+    assert volume_sha256(path) != blank  # four zero MiB are not three
+
+
+def test_parse_size_reads_qemu_img_sizes() -> None:
+    assert [parse_size(s) for s in ("4096", "1K", "512M", "2G", "1T", "3GiB")] == [
+        4096,
+        1024,
+        512 << 20,
+        2 << 30,
+        1 << 40,
+        3 << 30,
+    ]
+    with pytest.raises(ValueError, match=r"1\.5G"):
+        parse_size("1.5G")
 
 
 def test_ssh_logs_in_as_manila_with_passwordless_sudo(guest: Guest) -> None:
