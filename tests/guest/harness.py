@@ -322,6 +322,8 @@ def build_guest_image(cache_dir: Path | None = None) -> GuestImage:
             return image
         if final.exists():  # never renamed half-built, so someone removed files: start over
             shutil.rmtree(final)
+        for stale in cache.glob(f".{name}.building-*"):  # left by a killed build (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
         started = time.monotonic()
         build = Path(tempfile.mkdtemp(prefix=f".{name}.building-", dir=cache))
         build.chmod(0o755)
