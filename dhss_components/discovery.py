@@ -84,9 +84,8 @@ def _service_subnet_cidr(spec: StackSpec) -> str | None:
         name=service_subnet_name(share_network.neutron_subnet_id),
     ).ids
     if own:
-        # Ours from an earlier run, so the CIDR stays. A subnet of that name that this stack
-        # does not hold (Manila made it) must be adopted with `pulumi import`, or Neutron
-        # refuses the overlapping create.
+        # Ours from an earlier run, so the CIDR stays. (One Manila made is not adopted:
+        # Neutron then refuses the overlapping create; see the README.)
         return openstack.networking.get_subnet(subnet_id=own[0]).cidr
     existing = [
         openstack.networking.get_subnet(subnet_id=subnet_id).cidr
