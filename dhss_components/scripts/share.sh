@@ -49,6 +49,7 @@ CLIENTS=()
 MOUNT_PATH=""
 DEVICE=""          # /dev/disk/by-id/virtio-<serial>: the only name used to act on the volume
 DEVICE_NUMBER=""   # major:minor of that device, to compare with what is mounted
+KERNEL_NAME=""     # the kernel's name for it today (vdb...), only to read /sys/class/block
 FS_UUID=""
 TEMP_FILES=()
 
@@ -217,7 +218,6 @@ find_device() {
         [[ -b $by_id ]] || sleep 1
     done
     DEVICE=$by_id
-    # The kernel's name for it today (vdb, ...) is used only to read its number and size.
     KERNEL_NAME=$(readlink -f -- "$DEVICE")
     KERNEL_NAME=${KERNEL_NAME##*/}
     read -r DEVICE_NUMBER </sys/class/block/"$KERNEL_NAME"/dev
@@ -373,7 +373,6 @@ set_fstab_entry() {
     replace_file /etc/fstab "$temp"
     FSTAB_CHANGED=1
 }
-
 
 ensure_fstab() {
     with_lock "$FSTAB_LOCK" set_fstab_entry "$MOUNT_PATH" \
