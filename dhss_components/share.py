@@ -99,8 +99,10 @@ class Share(pulumi.ComponentResource):
             # is updated in place, never unexported or unmounted.
             update=ensure,
             delete=script.apply(render_delete_command),
-            # A new attachment (a new server) is a new share on it: replace the command.
-            triggers=[attachment.id],
+            # Replace the command (the old delete unexports and unmounts, then the new create
+            # runs) for a new attachment (a new server), or a new protocol or mount path:
+            # `ensure` serves one protocol on one path and would leave the old one behind.
+            triggers=[attachment.id, args.protocol, args.mount_root],
             # The provider would pass previous output through SSH Setenv, which sshd refuses
             # without AcceptEnv (Manila's service image has none).
             add_previous_output_in_env=False,

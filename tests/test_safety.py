@@ -176,6 +176,25 @@ def test_a_rule_change_is_an_update_in_place(cloud: SimulatedCloud, config: dict
     assert cloud.one(ATTACH).inputs == attach_before
 
 
+def test_a_new_protocol_replaces_the_export_not_the_volume(
+    cloud: SimulatedCloud, config: dict[str, Any]
+) -> None:
+    run_stack(cloud, config)
+    before = _export_inputs(cloud)
+    volume_before = dict(cloud.one(VOLUME).inputs)
+    config["shares"][0]["share_proto"] = "CIFS"
+    run = run_stack(cloud, config)
+    after = _export_inputs(cloud)
+    # `triggers` moved: the old command's delete (unexport NFS, unmount) runs first, then the
+    # new create mounts the same volume and serves it over CIFS.
+    assert after["triggers"] != before["triggers"]
+    assert after["triggers"][0] == before["triggers"][0]  # the same attachment
+    assert run.monitor.named("share-server-share-projects-export").delete_before_replace
+    assert "--protocol nfs" in before["delete"]
+    assert "--protocol cifs" in after["create"]
+    assert cloud.one(VOLUME).inputs == volume_before
+
+
 def test_growing_a_share_extends_the_volume_online(
     cloud: SimulatedCloud, config: dict[str, Any]
 ) -> None:
