@@ -17,6 +17,7 @@ from tests.guest.harness import (
     build_guest_image,
     missing_host_tools,
 )
+from tests.guest.test_share_helpers import Shares, shares_for
 
 _HERE = Path(__file__).resolve().parent
 
@@ -88,3 +89,9 @@ def _detach_volumes_left_attached(request: pytest.FixtureRequest) -> Iterator[No
 def volume_id() -> str:
     """A fresh Cinder-like volume id (UUID4)."""
     return str(uuid.uuid4())
+
+
+@pytest.fixture
+def shares(guest: Guest) -> Iterator[Shares]:
+    """The share tests' shares on the guest, each cleaned up after its test."""
+    yield from shares_for(guest)

@@ -6,10 +6,6 @@ smbclient, anything else shuts it out.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from tests.guest.harness import Guest
 from tests.guest.test_share_helpers import (
     HOST,
@@ -20,15 +16,9 @@ from tests.guest.test_share_helpers import (
     ro,
     root,
     rw,
-    shares_for,
     smb_read,
     smb_write,
 )
-
-
-@pytest.fixture
-def shares(guest: Guest) -> Iterator[Shares]:
-    yield from shares_for(guest)
 
 
 def test_a_rule_for_the_host_lets_it_put_and_get(guest: Guest, shares: Shares) -> None:

@@ -6,10 +6,6 @@ client (libnfs, NFSv4) and any other rule must shut it out.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from tests.guest.harness import Guest
 from tests.guest.test_share_helpers import (
     HOST,
@@ -23,15 +19,9 @@ from tests.guest.test_share_helpers import (
     ro,
     root,
     rw,
-    shares_for,
 )
 
 MANILA_OPTIONS = ("no_subtree_check", "no_root_squash")
-
-
-@pytest.fixture
-def shares(guest: Guest) -> Iterator[Shares]:
-    yield from shares_for(guest)
 
 
 def test_a_rule_for_the_host_lets_it_write_and_read(guest: Guest, shares: Shares) -> None:

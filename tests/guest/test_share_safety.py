@@ -10,7 +10,6 @@ from __future__ import annotations
 import struct
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -31,16 +30,9 @@ from tests.guest.test_share_helpers import (
     read_on_volume,
     root,
     rw,
-    shares_for,
     smb_read,
     smb_write,
 )
-
-
-@pytest.fixture
-def shares(guest: Guest) -> Iterator[Shares]:
-    yield from shares_for(guest)
-
 
 # --- re-runs and updates keep the data -----------------------------------------------------
 
