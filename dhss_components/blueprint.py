@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from . import naming
-from .config import NOOP_DRIVER, StackSpec
+from .config import NOOP_DRIVER, ShareSpec, StackSpec
 from .discovery import CloudFacts
 from .host_port_script import INTERFACE_DRIVERS, InterfaceDriver
 from .instance import NicRole
@@ -75,15 +75,15 @@ def _nic_roles(mode: NetworkMode) -> tuple[NicRole, ...]:
     return roles[mode]
 
 
-def _clients(protocol: str, rules: tuple[tuple[str, str], ...]) -> tuple[AccessClient, ...]:
+def _clients(share: ShareSpec) -> tuple[AccessClient, ...]:
     # NFS clients in Manila's exports forms (/0 -> *, /32 -> bare address); Samba's
     # `hosts allow` takes the address or CIDR as written.
     return tuple(
         AccessClient(
-            level="ro" if level == "ro" else "rw",
-            address=nfs_client(address) if protocol == "NFS" else address,
+            level=rule.access_level,
+            address=nfs_client(rule.access_to) if share.share_proto == "NFS" else rule.access_to,
         )
-        for level, address in rules
+        for rule in share.access_rules
     )
 
 
@@ -128,10 +128,7 @@ def share_server_blueprint(
                 share_id=share_id,
                 size=share.size,
                 protocol=share.share_proto,
-                clients=_clients(
-                    share.share_proto,
-                    tuple((r.access_level, r.access_to) for r in share.access_rules),
-                ),
+                clients=_clients(share),
                 volume_name=naming.volume_name(backend.volume_name_template, share_id),
                 mount_path=naming.mount_path(backend.share_mount_path, share.name),
             )

@@ -191,17 +191,13 @@ class ShareServer(pulumi.ComponentResource):
         self.shares = pulumi.Output.all(
             **{
                 share.name: pulumi.Output.all(
-                    volume_id=component.volume_id,
-                    export_locations=component.export_locations,
-                ).apply(
-                    lambda values, share=share: {  # type: ignore[misc]
-                        "share_id": share.share_id,
-                        "share_proto": share.protocol,
-                        "size": share.size,
-                        **values,
-                    }
+                    share_id=share.share_id,
+                    share_proto=share.protocol,
+                    size=share.size,
+                    volume_id=self.share_components[share.name].volume_id,
+                    export_locations=self.share_components[share.name].export_locations,
                 )
-                for share, component in ((s, self.share_components[s.name]) for s in plan.shares)
+                for share in plan.shares
             }
         )
         self.register_outputs({"share_server": self.share_server, "shares": self.shares})

@@ -203,9 +203,13 @@ class SimulatedCloud(Mocks):
             return previous.id, previous.state
         resource_id = previous.id if previous else self._id(stack, args.typ, args.name)
         handler = self._handlers.get(args.typ)
-        extra = handler(args, resource_id) if handler and previous is None else {}
-        if previous is not None and handler is not None:
+        if previous is None:
+            extra = handler(args, resource_id) if handler else {}
+        elif handler:
+            # Changed inputs on a resource that exists: its computed attributes stay.
             extra = {k: v for k, v in previous.state.items() if k not in args.inputs}
+        else:
+            extra = {}
         state = {**args.inputs, **extra}
         if args.custom:
             state.setdefault("id", resource_id)
