@@ -28,8 +28,10 @@ Sources cited below:
   ``@utils.synchronized(instance.uuid)``: attaches to one server are serialised in
   nova-compute whoever asks; nova/compute/api.py (l. 5199-5204) accepts an attach only once
   the server is ACTIVE (or paused, stopped, ...), so attaches follow the boot.
-* ``manila-ref``: /work/shared/reference/manila-generic-driver.md §2-§3 (Manila's order,
-  its 1 s polls, its 5 s SSH-login poll, one SSH command per step).
+* ``manila-ref``: docs/manila.md §5-§6, i.e. Manila 22.0.0
+  manila/share/drivers/service_instance.py:483-507, 612-783 (setup order), 833-865 (1 s
+  ACTIVE poll), 793-822 (5 s SSH-login poll); manila/share/drivers/generic.py:228-250
+  (create order), 150-178 (one SSH command per step).
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ FIGURES: dict[str, Figure] = {
     ),
     # Host and guest
     "local_plug": estimate(0.3, "host port plug (ovs-vsctl add-port, ip link/addr), local"),
+    "host_key_generate": estimate(0.01, "ed25519 host key made by the tls provider, locally"),
     "ssh_connect": estimate(0.3, "SSH connect + key exchange + public-key login"),
     "ssh_exec": estimate(0.1, "one sudo command on an open SSH connection (Manila: one per step)"),
     "mkfs": estimate(1.0, "mkfs.ext4 on an empty 10 GiB volume (lazy init)"),
@@ -115,7 +118,7 @@ FIGURES: dict[str, Figure] = {
     "manila_remount": estimate(
         0.6,
         "Manila's extra mount cycle: chmod, umount, e2fsck -y -f, tune2fs -U random, mount",
-        "manila-ref §3 step 5; duration estimate",
+        "manila-ref _mount_device; duration estimate",
     ),
     # Pulumi
     "engine_step": estimate(
@@ -126,11 +129,11 @@ FIGURES: dict[str, Figure] = {
 # Manila's waits (manila-ref): volume/attach/ACTIVE polls every 1 s, SSH login every 5 s.
 MANILA_POLL_SECONDS = 1.0
 MANILA_SSH_POLL_SECONDS = 5.0
-# Manila runs one SSH command per step; the counts below are manila-ref §3's create path.
+# Manila runs one SSH command per step; the counts below are manila-ref's create path.
 MANILA_SSH_COMMANDS_FORMAT = 3  # test -b, mkfs, tune2fs -m 0
 MANILA_SSH_COMMANDS_MOUNT = 6  # mount (list), the compound mount, grep|tee, lsblk, sed, mount -a
 MANILA_SSH_COMMANDS_ACCESS = 5  # exportfs, exportfs -o, cp etab, exportfs -a, systemctl is-active
-MANILA_SECURITY_GROUP_RULES = 9  # §2.5, created with a new group
+MANILA_SECURITY_GROUP_RULES = 9  # setup_server's new group
 MANILA_INIT_HELPER_COMMANDS = 2  # exportfs, net conf list
 
 JITTER = 0.2

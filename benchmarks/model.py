@@ -1,16 +1,17 @@
-"""Pure scheduling model: a dependency graph of timed operations, run as an engine would run it.
+"""Pure scheduling model: a dependency graph of timed operations, run as Pulumi's engine runs it.
 
-Nothing here knows about Pulumi, OpenStack or Manila; ``critical_path.py`` supplies the graph
-and the timing of each operation. The pieces:
+Nothing here knows about OpenStack or Manila; ``critical_path.py`` supplies the graph and the
+timing of each operation. The pieces:
 
-* :func:`resolve_dependencies` turns what a Pulumi program registers (custom resources and
-  component resources, with parents and dependency URNs) into a graph of custom resources
-  only: component resources take no time, so depending on one means depending on every
-  custom resource beneath it (the Python SDK expands them the same way).
+* :func:`engine_graph` turns what a Pulumi program registers (custom and component
+  resources, with parents and dependency URNs) into the steps Pulumi's engine runs: one per
+  registration (a component's too, and the stack's and each default provider's), each sent
+  once its parent and its dependencies have completed, as the Python SDK sends them.
 * :func:`schedule` runs a graph with at most ``parallel`` operations in flight (Pulumi's
-  ``--parallel``), named locks (a mutex held for part of an operation, e.g. nova-compute's
-  per-instance lock around a volume attach) and a timing function that says, for an operation
-  started at a given time, when its work really finished and when the client noticed.
+  ``--parallel``), strictly in the order they became ready (the engine's step executor),
+  with named locks (a mutex held for part of an operation, e.g. nova-compute's per-instance
+  lock around a volume attach) and a timing function that says, for an operation started at
+  a given time, when its work really finished and when the client noticed.
 * Poll schedules: when a client that polls observes a state change that happened at a given
   time (terraform's ``StateChangeConf``, a fixed-interval poll, a backed-off dial).
 """
@@ -28,7 +29,11 @@ class GraphError(ValueError):
     """The graph cannot be scheduled: unknown dependency or a cycle."""
 
 
-# -- the graph a program declares ------------------------------------------------------------
+# -- the graph a program declares, as the engine sees it ----------------------------------------
+
+
+ROOT = "pulumi:pulumi:Stack"
+"""The stack's root resource: the engine's first step, the parent of every parentless resource."""
 
 
 @dataclass(frozen=True)
@@ -37,23 +42,44 @@ class Declared:
 
     urn: str
     custom: bool
-    """False for a component resource (takes no time, only groups its children)."""
+    """False for a component resource (it does no work, but it is still a step)."""
     parent: str = ""
+    """Empty: the stack's root resource."""
     dependencies: tuple[str, ...] = ()
+    package: str = ""
+    """For a custom resource, the package whose default provider it uses ("" for none)."""
 
 
-def resolve_dependencies(declared: Sequence[Declared]) -> dict[str, tuple[str, ...]]:
-    """Custom resource URN → the custom resources it waits for, in declaration order.
+def default_provider(package: str) -> str:
+    return f"default provider: {package}"
 
-    A dependency on a component resource stands for every custom resource beneath it (through
-    nested components, not through custom resources' own children), except the dependent
-    itself and what lies beneath it. A custom parent is waited for (its URN only resolves once
-    it is created); a component parent is not.
+
+def engine_graph(declared: Sequence[Declared]) -> dict[str, tuple[str, ...]]:
+    """Every step the engine runs → the steps whose completion its registration waits for.
+
+    The result keeps the order of ``declared`` (the order the program constructed its
+    resources, which decides which of several registrations that become ready at the same
+    moment is sent first), starting with the stack's root resource, and with each default
+    provider just before the first resource that uses it.
+    This is how the engine and the Python SDK work (see benchmarks/README.md for the sources):
+
+    * every registration, component or custom, is a step that takes one of the step executor's
+      workers; a component's step does no provider work, but its URN (which its children
+      need) is only returned once the step ran;
+    * the SDK sends a registration only once its parent's URN and every dependency's URN
+      have resolved, i.e. once those steps completed;
+    * a dependency on a (local) component stands for every custom resource beneath it
+      (through nested components, not through custom resources' own children), except the
+      dependent itself and what lies beneath it, as the SDK's ``_add_dependency`` expands it;
+    * the first registration of a package makes the engine register that package's default
+      provider (another step) and every resource of the package waits for it.
     """
     by_urn = {d.urn: d for d in declared}
     children: dict[str, list[str]] = {d.urn: [] for d in declared}
     for d in declared:
-        if d.parent in children:
+        if d.parent:
+            if d.parent not in by_urn:
+                raise GraphError(f"{d.urn} has an unregistered parent: {d.parent}")
             children[d.parent].append(d.urn)
 
     def beneath(urn: str) -> set[str]:
@@ -83,19 +109,20 @@ def resolve_dependencies(declared: Sequence[Declared]) -> dict[str, tuple[str, .
                 stack.extend(reversed(children[current]))
         return out
 
-    graph: dict[str, tuple[str, ...]] = {}
+    graph: dict[str, tuple[str, ...]] = {ROOT: ()}
     for d in declared:
-        if not d.custom:
-            continue
         exclude = {d.urn} | beneath(d.urn)
-        wanted = list(d.dependencies)
-        if d.parent in by_urn and by_urn[d.parent].custom:
-            wanted.append(d.parent)
-        deps: dict[str, None] = {}
-        for dep in wanted:
+        waits: dict[str, None] = {d.parent or ROOT: None}
+        for dep in d.dependencies:
             for urn in expand(dep, exclude):
-                deps[urn] = None
-        graph[d.urn] = tuple(deps)
+                waits[urn] = None
+        if d.custom and d.package:
+            provider = default_provider(d.package)
+            if provider not in graph:
+                # Registered by the engine when this, the package's first resource, arrives.
+                graph[provider] = tuple(waits)
+            waits[provider] = None
+        graph[d.urn] = tuple(waits)
     return graph
 
 
@@ -201,9 +228,13 @@ def _check(ops: Sequence[Op]) -> dict[str, Op]:
 def schedule(ops: Sequence[Op], timing: Timing, parallel: int | None = None) -> Schedule:
     """Run the graph: an operation starts once its dependencies have ended and a slot is free.
 
-    Ready operations start in the order they became ready, ties in declaration order (the
-    engine's step executor is a FIFO queue fed as registrations arrive). Locks are granted in
-    start order: an operation's work starts once every lock it names is free.
+    Ready operations start strictly in the order they became ready, ties in the order of
+    ``ops`` (the order the program sends registrations). This is Pulumi's engine: its main
+    loop takes one registration at a time and hands the step to the step executor over an
+    unbuffered channel that ``parallel`` workers read, so while every worker is busy the loop
+    blocks and every later registration waits behind the one at the head; nothing overtakes.
+    Locks are granted in start order: an operation's work starts once every lock it names is
+    free.
     """
     if parallel is not None and parallel < 1:
         raise ValueError("parallel must be at least 1 (None: unbounded)")

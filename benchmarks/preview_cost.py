@@ -15,7 +15,8 @@ from typing import Any
 
 from benchmarks.stack import add_tenant, key_pair, run_program, share_config
 from benchmarks.tables import table, title
-from dhss_components.simulated_cloud import SimulatedCloud, devstack_cloud
+from dhss_components.simulated_cloud import SimulatedCloud
+from tests.clouds import devstack_cloud
 
 SHARE_COUNTS = (1, 25)
 OTHER_TENANTS = 10
@@ -25,7 +26,10 @@ PURPOSE = {
     "openstack:networking/getPortIds:getPortIds": "the port holding the tenant gateway IP",
     "openstack:networking/getPort:getPort": "that port's device: the tenant router",
     "openstack:images/getImageIds:getImageIds": "the one active service image by name",
-    "openstack:networking/getSubnetIdsV2:getSubnetIdsV2": "service subnets (by name, or all)",
+    "openstack:networking/getSubnetIdsV2:getSubnetIdsV2": (
+        "service subnets (by name, by CIDR, or all); the subnets holding a router's addresses"
+    ),
+    "openstack:networking/getNetwork:getNetwork": "the service network exists (its id, as given)",
 }
 
 

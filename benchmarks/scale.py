@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import resource
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,8 @@ from benchmarks.tables import table, title
 SHARE_SIZES = (1, 10, 26)
 FLEET_SIZES = (1, 10, 50)
 REPEATS = 3
+GOAL_CPU_GROWTH = 1.2
+PAIRS = 7
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -54,9 +58,24 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def _gc_clock() -> Callable[[], float]:
+    """CPU seconds spent in the garbage collector since this was called, as a function."""
+    spent = [0.0]
+    started = [0.0]
+
+    def callback(phase: str, _info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[0] = time.process_time()
+        else:
+            spent[0] += time.process_time() - started[0]
+
+    gc.callbacks.append(callback)
+    return lambda: spent[0]
+
+
 def _worker_shares(shares: int) -> dict[str, Any]:
     from benchmarks.stack import key_pair, run_program, share_config
-    from dhss_components.simulated_cloud import devstack_cloud
+    from tests.clouds import devstack_cloud
 
     with key_pair() as keys:
         run_program(devstack_cloud(), share_config(keys, 1))  # warm-up: lazy imports, caches
@@ -88,18 +107,24 @@ def _worker_fleet(tenants: int, pinned: bool) -> dict[str, Any]:
     """One fleet of ``tenants`` stacks, run one after another; readings after each size in
     FLEET_SIZES (a fleet of 10 is the first 10 of the 50: the runs are sequential)."""
     from benchmarks.stack import add_tenant, key_pair, run_program, share_config
-    from dhss_components.simulated_cloud import devstack_cloud
+    from dhss_components.simulated_cloud import SimulatedCloud
+    from tests.clouds import devstack_cloud
 
     readings: dict[str, Any] = {}
+    gc_seconds = _gc_clock()
     with key_pair() as keys:
         run_program(devstack_cloud(), share_config(keys, 1), stack="warm-up")
         rss_warm = _rss_mib()
         cloud = devstack_cloud()
         invokes = 0
         cpus: list[float] = []
+        lookups: list[int] = []
+        gc_start = gc_seconds()
         wall = time.perf_counter()
-        for i in range(tenants):
-            net, subnet = add_tenant(cloud, i)
+
+        def tenant(on: SimulatedCloud, i: int) -> tuple[float, int]:
+            """Run tenant ``i``'s stack on ``on``: its CPU seconds and its lookups."""
+            net, subnet = add_tenant(on, i)
             config = share_config(keys, 1)
             config["shareNetwork"] = {"neutron_net_id": net, "neutron_subnet_id": subnet}
             if pinned:
@@ -107,8 +132,14 @@ def _worker_fleet(tenants: int, pinned: bool) -> dict[str, Any]:
                 cidr = f"10.254.{i // 16}.{(i % 16) * 16}/28"
                 config["shareNetwork"]["service_subnet_cidr"] = cidr
             cpu = time.process_time()
-            invokes += len(run_program(cloud, config, stack=f"tenant-{i}").invokes)
-            cpus.append(time.process_time() - cpu)
+            made = len(run_program(on, config, stack=f"tenant-{i}").invokes)
+            return time.process_time() - cpu, made
+
+        for i in range(tenants):
+            seconds, made = tenant(cloud, i)
+            cpus.append(seconds)
+            lookups.append(made)
+            invokes += made
             done = i + 1
             if done in FLEET_SIZES:
                 ends = max(1, min(5, done // 2))
@@ -118,9 +149,24 @@ def _worker_fleet(tenants: int, pinned: bool) -> dict[str, Any]:
                     "first_cpu": statistics.median(cpus[:ends]),
                     "last_cpu": statistics.median(cpus[-ends:]),
                     "invokes": invokes,
+                    "first_invokes": lookups[0],
+                    "last_invokes": lookups[-1],
+                    "gc_cpu": gc_seconds() - gc_start,
                     "rss_mib": _rss_mib(),
                     "rss_warm_mib": rss_warm,
                 }
+        # The same comparison without the host's drift between the first and the last
+        # tenants (other work on a shared machine moves CPU times by tens of percent over a
+        # minute): new tenants on a cloud that holds the whole fleet, interleaved with new
+        # tenants on an empty cloud, PAIRS of each.
+        crowded, alone = [], []
+        for pair in range(PAIRS):
+            crowded.append(tenant(cloud, tenants + pair)[0])
+            alone.append(tenant(devstack_cloud(), pair + 1)[0])
+        readings[str(tenants)]["paired"] = {
+            "crowded_cpu": statistics.median(crowded),
+            "alone_cpu": statistics.median(alone),
+        }
     return readings
 
 
@@ -224,6 +270,7 @@ def report(scale: Scale) -> str:
             )
         )
         fleet_cpu, fleet_wall = _fit(fleet, "cpu"), _fit(fleet, "wall")
+        last = fleet[max(fleet)]
         growth = linear_fit(
             [(float(n), m["rss_mib"] - m["rss_warm_mib"]) for n, m in fleet.items()]
         )
@@ -231,9 +278,51 @@ def report(scale: Scale) -> str:
             f"\nPer tenant (least squares): CPU {fleet_cpu.slope * 1000:.0f} ms "
             f"(R² {fleet_cpu.r_squared:.3f}), wall {fleet_wall.slope * 1000:.0f} ms "
             f"(R² {fleet_wall.r_squared:.3f}), RSS {growth.slope * 1024:.0f} KiB "
-            f"(R² {growth.r_squared:.3f})."
+            f"(R² {growth.r_squared:.3f}). Of the CPU, the garbage collector's share: "
+            f"{last['gc_cpu'] / max(fleet) * 1000:.0f} ms per tenant ({last['gc_cpu']:.2f} s "
+            f"over {max(fleet)} tenants)."
         )
+    out.append(title("2b. Goal: the fleet's cost per tenant is flat (#16)"))
+    out.append(goal_table(scale))
+    out.append(
+        f"\nCPU: the median of {PAIRS} new tenants on the cloud that holds the whole fleet, "
+        f"interleaved with {PAIRS} on an empty cloud, in the same process at the same time "
+        "(the first / last columns above drift with the host's load). Lookups: the provider "
+        "invokes of the first and of the last tenant's run (the same in its preview), i.e. "
+        "whether a new tenant's lookups grow with the subnets already on the service network."
+    )
     return "\n".join(out)
+
+
+def goal_table(scale: Scale) -> str:
+    rows = []
+    for label, fleet in (
+        ("as the fleet runs it (CIDR pinned from its ledger)", scale.fleet_pinned),
+        ("stacks run alone (discovery)", scale.fleet),
+    ):
+        tenants = max(fleet)
+        m = fleet[tenants]
+        paired = m["paired"]
+        ratio = paired["crowded_cpu"] / paired["alone_cpu"]
+        rows.append(
+            [
+                label,
+                f"CPU of a new tenant with {tenants} already there / with none",
+                f"≤ {GOAL_CPU_GROWTH:.1f}",
+                f"{ratio:.2f} ({paired['alone_cpu']:.3f} → {paired['crowded_cpu']:.3f} s)",
+                "yes" if ratio <= GOAL_CPU_GROWTH else "**no**",
+            ]
+        )
+        rows.append(
+            [
+                label,
+                "lookups of a new tenant, first → last",
+                "constant",
+                f"{m['first_invokes']} → {m['last_invokes']}",
+                "yes" if m["first_invokes"] == m["last_invokes"] else "**no**",
+            ]
+        )
+    return table(["tenants", "figure", "goal", "measured", "met"], rows)
 
 
 def main() -> str:

@@ -17,6 +17,7 @@ cost, and the re-run / first-run difference shows what the filesystem work costs
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
 import statistics
 import tempfile
@@ -79,11 +80,16 @@ def main() -> str:
                 command = render_ensure_command(
                     ShareScriptParams(
                         name=f"bench-{size}g-{sample}",
-                        volume_id=volume_id,
                         protocol="NFS",
                         size_gib=size,
-                        clients=(AccessClient("rw", HOST_ADDRESS_SEEN_BY_GUEST),),
-                    )
+                        clients=(
+                            AccessClient("rw", ipaddress.IPv4Network(HOST_ADDRESS_SEEN_BY_GUEST)),
+                        ),
+                        mount_root="/shares",
+                        fstype="ext4",
+                        device_timeout=120,
+                    ),
+                    volume_id,
                 )
                 t = time.monotonic()
                 guest.attach_volume(volume_id, f"{size}G", wait=False)

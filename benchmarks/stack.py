@@ -7,17 +7,20 @@ what the benchmarks read: the registrations (the dependency graph) and the invok
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 from pulumi.runtime import MockCallArgs
+from pulumi.runtime.resource import register_resource
 
 from benchmarks.model import Declared
-from dhss_components.simulated_cloud import RecordingMonitor, SimulatedCloud, devstack_cloud
+from dhss_components.simulated_cloud import RecordingMonitor, SimulatedCloud
 from dhss_components.simulated_cloud import run_program as run_simulated
+from tests.clouds import devstack_cloud
 from tests.stack_run import PROJECT, base_config, write_key_pair
 
 SHARE_SIZE_GIB = 10
@@ -27,16 +30,23 @@ def share_name(index: int) -> str:
     return f"s{index:02d}"
 
 
-def declared(monitor: RecordingMonitor) -> list[Declared]:
-    """The graph as the scheduling model reads it: custom flag, parent, dependencies."""
+def declared(monitor: RecordingMonitor, order: Sequence[tuple[str, str]] = ()) -> list[Declared]:
+    """The graph as the scheduling model reads it: custom flag, parent, dependencies, in the
+    order the program constructed the resources (``order``: (type, name) pairs; registration
+    order where it is not given)."""
+    rank = {key: i for i, key in enumerate(order)}
+    registrations = sorted(
+        monitor.registrations.values(), key=lambda r: rank.get((r.type, r.name), len(rank))
+    )
     return [
         Declared(
             urn=r.urn,
             custom=r.custom,
             parent=r.parent if r.parent in monitor.registrations else "",
             dependencies=tuple(r.dependencies),
+            package=r.type.split(":", 1)[0] if r.custom else "",
         )
-        for r in monitor.registrations.values()
+        for r in registrations
     ]
 
 
@@ -44,9 +54,15 @@ def declared(monitor: RecordingMonitor) -> list[Declared]:
 class Declaration:
     monitor: RecordingMonitor
     invokes: list[MockCallArgs]
+    construction_order: list[tuple[str, str]] = field(default_factory=list)
+    """(type, name) of each resource in the order the program constructed it. Under the mocks
+    every registration completes at once, so the order they reach the monitor says little
+    about a real run; the construction order is what decides, in a real run, which of the
+    registrations waiting on the same resource is sent first when it completes (the SDK's
+    tasks wake in the order they started waiting)."""
 
     def declared(self) -> list[Declared]:
-        return declared(self.monitor)
+        return declared(self.monitor, self.construction_order)
 
     def type_of(self, urn: str) -> str:
         return self.monitor.registrations[urn].type
@@ -74,7 +90,7 @@ def share_config(keys: tuple[Path, Path], shares: int) -> dict[str, Any]:
 def add_tenant(cloud: SimulatedCloud, index: int) -> tuple[str, str]:
     """Another tenant network behind its own router; tenant 0 is the DevStack one."""
     if index == 0:
-        from dhss_components.simulated_cloud import DEVSTACK_TENANT_NET, DEVSTACK_TENANT_SUBNET
+        from tests.clouds import DEVSTACK_TENANT_NET, DEVSTACK_TENANT_SUBNET
 
         return DEVSTACK_TENANT_NET, DEVSTACK_TENANT_SUBNET
     net = cloud.add_network(f"tenant-{index}")
@@ -91,8 +107,16 @@ def run_program(
     preview: bool = False,
 ) -> Declaration:
     """One run of the program, as the tests and the offline plan run it."""
-    run = run_simulated(cloud, config, project=PROJECT, stack=stack, preview=preview)
-    return Declaration(run.monitor, run.invokes)
+    constructed: list[tuple[str, str]] = []
+
+    def recording(res: Any, ty: str, name: str, *args: Any, **kwargs: Any) -> None:
+        constructed.append((ty, name))
+        register_resource(res, ty, name, *args, **kwargs)
+
+    # pulumi.resource.Resource calls the name it imported: patch it there.
+    with patch("pulumi.resource.register_resource", recording):
+        run = run_simulated(cloud, config, project=PROJECT, stack=stack, preview=preview)
+    return Declaration(run.monitor, run.invokes, constructed)
 
 
 def declare(shares: int, *, preview: bool = False) -> Declaration:

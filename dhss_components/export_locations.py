@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import ipaddress
-from typing import Literal, TypedDict
+from typing import TypedDict
+
+from .protocols import Protocol
 
 
 class ExportLocation(TypedDict):
@@ -12,23 +13,27 @@ class ExportLocation(TypedDict):
     preferred: bool
 
 
-def _host(address: str) -> str:
-    return f"[{address}]" if ipaddress.ip_address(address).version == 6 else address
-
-
 def export_locations(
-    protocol: Literal["NFS", "CIFS"],
+    protocol: Protocol,
     share_name: str,
     mount_path: str,
     public_address: str,
     admin_address: str,
 ) -> list[ExportLocation]:
-    """Manila's helpers: the user-facing path first, then the admin one (hlp:101-131, 443-446)."""
-    if protocol == "NFS":
-        paths = (f"{_host(public_address)}:{mount_path}", f"{_host(admin_address)}:{mount_path}")
-    else:
-        paths = (f"\\\\{public_address}\\{share_name}", f"\\\\{admin_address}\\{share_name}")
+    """Manila's helpers: the user-facing path first, then the admin one.
+
+    (NFSHelper.create_exports and CIFSHelperIPAccess.create_exports in
+    manila/share/drivers/helpers.py; see docs/manila.md.)
+    """
     return [
-        {"path": paths[0], "is_admin_only": False, "preferred": True},
-        {"path": paths[1], "is_admin_only": True, "preferred": False},
+        {
+            "path": protocol.export_path(public_address, share_name, mount_path),
+            "is_admin_only": False,
+            "preferred": True,
+        },
+        {
+            "path": protocol.export_path(admin_address, share_name, mount_path),
+            "is_admin_only": True,
+            "preferred": False,
+        },
     ]

@@ -9,27 +9,26 @@ The rendered command carries the whole script in a here-document, so a change to
 script changes the command and shows up in `pulumi preview`. The command is plain POSIX
 sh (what `local.Command` runs it with) and is meant to run as root on the manila-share
 host; run as another user, the script goes through `sudo -n`.
+
+The plug owns only what it adds: it records the device, addresses and routes it makes in a
+state file under /var/lib/dhss-host-port, changes no other device's routes, and unplug
+removes exactly what the file lists (scripts/host_port.sh says how).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-import shlex
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal, get_args
+from typing import get_args
 
-InterfaceDriver = Literal["ovs", "bridge", "noop"]
+from .interface_drivers import INTERFACE_DRIVERS, DriverName
+from .script_heredoc import SCRIPTS, heredoc_command, script_text
 
-INTERFACE_DRIVERS: dict[str, InterfaceDriver] = {
-    "manila.network.linux.interface.OVSInterfaceDriver": "ovs",
-    "manila.network.linux.interface.BridgeInterfaceDriver": "bridge",
-    "manila.network.linux.interface.NoopInterfaceDriver": "noop",
-}
-"""Manila's `interface_driver` class paths, mapped to the driver names of host_port.sh."""
+InterfaceDriver = DriverName
+"""host_port.sh's --driver: the interface driver's name (interface_drivers.py)."""
 
-SCRIPT_PATH = Path(__file__).parent / "scripts" / "host_port.sh"
+SCRIPT_PATH = SCRIPTS / "host_port.sh"
 HEREDOC_DELIMITER = "DHSS_HOST_PORT_SCRIPT"
 
 # Manila's LinuxInterfaceDriver.DEV_NAME_LEN (IFNAMSIZ minus the NUL, minus one more).
@@ -43,7 +42,7 @@ _INTERFACE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 def interface_driver(class_path: str) -> InterfaceDriver:
     """Our driver name for Manila's `interface_driver` option value."""
     try:
-        return INTERFACE_DRIVERS[class_path]
+        return INTERFACE_DRIVERS[class_path].name
     except KeyError:
         choices = ", ".join(sorted(INTERFACE_DRIVERS))
         raise ValueError(
@@ -72,11 +71,11 @@ class HostPortParams:
     """The Neutron port's MAC, set on the host device."""
     cidrs: tuple[str, ...]
     """The port's fixed IPs as "<ip>/<prefixlen of its subnet>" (init_l3's list): the
-    device ends up with exactly these IPv4 addresses."""
+    device ends up with exactly these IPv4 addresses, and traffic to their subnets leaves
+    through it (by two routes one bit more specific than the subnet's: Manila deletes the
+    other devices' routes instead, with clear_cidrs and pullup_route)."""
     bridge: str = "br-int"
     """Manila's `ovs_integration_bridge` (OVS driver only)."""
-    clear_cidrs: tuple[str, ...] = ()
-    """Admin network: subnets whose routes through other devices are deleted."""
 
     def __post_init__(self) -> None:
         if self.driver not in get_args(InterfaceDriver):
@@ -99,7 +98,6 @@ class HostPortParams:
             )
         object.__setattr__(self, "mac_address", mac)
         object.__setattr__(self, "cidrs", _interface_cidrs(self.cidrs))
-        object.__setattr__(self, "clear_cidrs", _network_cidrs(self.clear_cidrs))
 
     @property
     def device(self) -> str:
@@ -132,35 +130,13 @@ def _interface_cidrs(cidrs: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(normalised)
 
 
-def _network_cidrs(cidrs: tuple[str, ...]) -> tuple[str, ...]:
-    if isinstance(cidrs, str):
-        raise TypeError(f"clear_cidrs must be a sequence of strings, not the string {cidrs!r}")
-    normalised: list[str] = []
-    for cidr in cidrs:
-        try:
-            network = ipaddress.IPv4Network(cidr)
-        except ValueError as error:
-            raise ValueError(
-                f"clear_cidr {cidr!r} is not an IPv4 subnet like 10.0.0.0/24 ({error})"
-            ) from None
-        if network.with_prefixlen not in normalised:
-            normalised.append(network.with_prefixlen)
-    return tuple(normalised)
-
-
 def host_port_script() -> str:
     """The text of scripts/host_port.sh, exactly as in the file."""
-    script = SCRIPT_PATH.read_bytes().decode("utf-8")
-    if HEREDOC_DELIMITER in script.splitlines():
-        raise ValueError(f"{SCRIPT_PATH} contains the line {HEREDOC_DELIMITER}: rename it")
-    return script
+    return script_text(SCRIPT_PATH, HEREDOC_DELIMITER)
 
 
 def _render(args: list[str]) -> str:
-    script = host_port_script()
-    if not script.endswith("\n"):
-        script += "\n"
-    return f"bash -s -- {shlex.join(args)} <<'{HEREDOC_DELIMITER}'\n{script}{HEREDOC_DELIMITER}\n"
+    return heredoc_command(["bash", "-s", "--", *args], SCRIPT_PATH, HEREDOC_DELIMITER)
 
 
 def render_plug_command(p: HostPortParams) -> str:
@@ -179,11 +155,25 @@ def render_plug_command(p: HostPortParams) -> str:
     for cidr in p.cidrs:
         args += ["--cidr", cidr]
     args += ["--bridge", p.bridge]
-    for cidr in p.clear_cidrs:
-        args += ["--clear-cidr", cidr]
     return _render(args)
 
 
 def render_unplug_command(p: HostPortParams) -> str:
-    """The shell command that unplugs the host port (safe to run twice)."""
-    return _render(["unplug", "--driver", p.driver, "--device", p.device, "--bridge", p.bridge])
+    """The shell command that unplugs the host port (safe to run twice).
+
+    It carries the port id: without its state file, unplug removes only a device that
+    carries this port's identity.
+    """
+    return _render(
+        [
+            "unplug",
+            "--driver",
+            p.driver,
+            "--device",
+            p.device,
+            "--port-id",
+            p.port_id,
+            "--bridge",
+            p.bridge,
+        ]
+    )

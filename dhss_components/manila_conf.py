@@ -1,12 +1,13 @@
 """Import a backend section of manila.conf as the stack's ``dhss:backend`` config.
 
-``python -m dhss_components.config from-manila-conf /etc/manila/manila.conf --backend generic1``
-prints, on stdout, YAML for ``Pulumi.<stack>.yaml`` holding the options of Manila's generic
-driver that the section sets, with oslo.config's types (``True`` → true, ``28`` → 28). On
-stderr it says what it left out and why: options this program does not implement yet
-(unsupported), options that are not the generic driver's (ignored, with the nearest real
-name for a near-miss such as the seed's ``service_password``), and the
-``pulumi config set --secret`` lines for passwords, which never go into the YAML.
+``python -m dhss_components.manila_conf /etc/manila/manila.conf --backend generic1`` prints, on
+stdout, YAML for ``Pulumi.<stack>.yaml`` holding the options of Manila's generic driver that
+the section sets, with oslo.config's types (``True`` → true, ``28`` → 28). On stderr it says
+what it left out and why: options this program does not implement yet (unsupported), options
+that are not the generic driver's (ignored, with the nearest real name for a near-miss such
+as ``service_password``), and, for passwords, the ``pulumi config set --secret`` command to
+run. A password never goes into the YAML and is never printed: the command has no value, so
+the Pulumi CLI prompts for it.
 
 manila.conf is oslo.config INI. Like oslo.config, a backend section does *not* inherit from
 ``[DEFAULT]`` (configparser would): Manila reads the generic driver's options from the
@@ -14,7 +15,8 @@ backend section only. Three ``[DEFAULT]`` options still matter, because Manila r
 from there: ``ovs_integration_bridge`` (the interface driver's bridge),
 ``storage_availability_zone`` (the share server's zone when the backend sets none) and
 ``host`` (the host port's binding when ``service_network_host`` is unset; its own default
-is the machine's host name).
+is the machine's host name). oslo.config merges two sections of one name silently (the
+later values win); for the sections imported here that is an error naming both lines.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from .config import (
     Backend,
     _nearest,
 )
+from .operator_files import OperatorFileError, excerpt, read_text
 
 SECRET_OPTIONS = frozenset({"service_instance_password"})
 """Options whose values go to `pulumi config set --secret`, never to the YAML."""
@@ -68,8 +71,9 @@ class Imported:
     """dhss:backend, in the file's order."""
     comments: dict[str, str] = field(default_factory=dict)
     """Where a value came from, when not simply from the section."""
-    secrets: list[tuple[str, str, str]] = field(default_factory=list)
-    """(option, value, label) for `pulumi config set --secret`."""
+    secrets: dict[str, str] = field(default_factory=dict)
+    """dhss:backend key -> where its value is in manila.conf, for `pulumi config set --secret`
+    (the value itself is never kept: the Pulumi CLI prompts for it)."""
     unsupported: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -111,44 +115,76 @@ def convert(option: str, raw: str, kind: str) -> Any:
             return True
         if value.lower() in FALSE_VALUES:
             return False
-        raise ValueError(f"{option} = {value}: not a boolean (oslo.config takes True or False)")
+        raise ValueError(
+            f"{option} = {excerpt(value)}: not a boolean (oslo.config takes True or False)"
+        )
     if kind == "int":
         try:
             return int(value)
         except ValueError:
-            raise ValueError(f"{option} = {value}: not an integer") from None
+            raise ValueError(f"{option} = {excerpt(value)}: not an integer") from None
     return value
 
 
-def read_manila_conf(path: Path) -> configparser.ConfigParser:
-    parser = configparser.ConfigParser(
-        interpolation=None,  # oslo.config does no %-interpolation
-        strict=False,  # a repeated option: the last one wins, as in oslo.config
-        default_section="\x00none",  # [DEFAULT] is a section like the others (no inheritance)
-    )
-    parser.optionxform = str  # type: ignore[assignment,method-assign]  # names as written
+class ManilaConf(configparser.ConfigParser):
+    """manila.conf as oslo.config reads it, and where each section header is."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            interpolation=None,  # oslo.config does no %-interpolation
+            strict=False,  # a repeated option: the last one wins, as in oslo.config
+            default_section="\x00none",  # [DEFAULT] is a section like the others
+        )
+        self.optionxform = str  # type: ignore[assignment,method-assign]  # names as written
+        self.header_lines: dict[str, list[int]] = {}
+        """Section name -> the line numbers of its headers (two for a repeated section)."""
+
+    def parse(self, text: str, source: str) -> None:
+        self.read_string(text, source=source)
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line[:1].isspace():
+                continue  # a continuation of a value, not a header
+            header = self.SECTCRE.match(line.strip())
+            if header:
+                self.header_lines.setdefault(header.group("header"), []).append(number)
+
+    def duplicates(self, sections: Sequence[str]) -> list[str]:
+        return [
+            f"[{section}] appears {len(lines)} times (lines {', '.join(map(str, lines))}); "
+            "oslo.config merges them, the later values winning: keep one"
+            for section in sections
+            if len(lines := self.header_lines.get(section, [])) > 1
+        ]
+
+
+def read_manila_conf(path: Path) -> ManilaConf:
+    parser = ManilaConf()
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ManilaConfError(f"{path}: no such file; give the path to manila.conf") from None
-    except (IsADirectoryError, PermissionError) as exc:
-        raise ManilaConfError(f"{path}: cannot be read ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise ManilaConfError(f"{path}: not a text file; give the path to manila.conf") from None
+        text = read_text(path)
+    except OperatorFileError as exc:
+        raise ManilaConfError(str(exc)) from None
     try:
-        parser.read_string(text, source=str(path))
+        parser.parse(text, str(path))
     except configparser.MissingSectionHeaderError as exc:
         raise ManilaConfError(
             f"{path}: not an INI file like manila.conf (line {exc.lineno} comes before any "
             "[section] header)"
         ) from None
+    except configparser.ParsingError as exc:
+        # Its message quotes the lines, which may hold a password: only their numbers here.
+        numbers = ", ".join(str(number) for number, _ in exc.errors)
+        raise ManilaConfError(
+            f"{path}: not an INI file like manila.conf (line {numbers}: neither a [section], "
+            "an option = value nor a comment)"
+        ) from None
     except configparser.Error as exc:
-        first = str(exc).splitlines()[0]
-        raise ManilaConfError(f"{path}: not an INI file like manila.conf ({first})") from None
+        raise ManilaConfError(
+            f"{path}: not an INI file like manila.conf ({exc.__class__.__name__})"
+        ) from None
     return parser
 
 
-def import_backend(parser: configparser.ConfigParser, section: str, *, hostname: str) -> Imported:
+def import_backend(parser: ManilaConf, section: str, *, hostname: str) -> Imported:
     """Sort the section's options; raise ManilaConfError if it is no generic DHSS=True backend."""
     if not parser.has_section(section):
         found = [s for s in parser.sections() if s != "DEFAULT"]
@@ -157,6 +193,9 @@ def import_backend(parser: configparser.ConfigParser, section: str, *, hostname:
             f"no section [{section}] (backend sections here: {listed}); pass --backend with "
             "the name listed in enabled_share_backends"
         )
+    duplicates = parser.duplicates(["DEFAULT", section])
+    if duplicates:
+        raise ManilaConfError("; ".join(duplicates))
     options = dict(parser.items(section))
     default = dict(parser.items("DEFAULT")) if parser.has_section("DEFAULT") else {}
     result = Imported(section)
@@ -165,8 +204,8 @@ def import_backend(parser: configparser.ConfigParser, section: str, *, hostname:
     driver = _unquote(options.get("share_driver", GENERIC_DRIVER))
     if driver != GENERIC_DRIVER:
         raise ManilaConfError(
-            f"[{section}] share_driver = {driver}: not Manila's generic driver; this program "
-            f"builds only what {GENERIC_DRIVER} builds"
+            f"[{section}] share_driver = {excerpt(driver)}: not Manila's generic driver; this "
+            f"program builds only what {GENERIC_DRIVER} builds"
         )
     if "driver_handles_share_servers" not in options:
         raise ManilaConfError(
@@ -189,14 +228,15 @@ def import_backend(parser: configparser.ConfigParser, section: str, *, hostname:
     enabled = default.get("enabled_share_backends")
     if enabled is not None and section not in [b.strip() for b in enabled.split(",")]:
         result.notes.append(
-            f"[{section}] is not in [DEFAULT] enabled_share_backends ({enabled.strip()}): "
-            "Manila does not use it"
+            f"[{section}] is not in [DEFAULT] enabled_share_backends "
+            f"({excerpt(enabled.strip())}): Manila does not use it"
         )
 
     problems = []
+    look_alikes: list[tuple[str, str]] = []
     for option, raw in options.items():
         if option in SECRET_OPTIONS:
-            result.secrets.append((option, _unquote(raw), f"{option} from [{section}]"))
+            result.secrets[option] = f"{option} in [{section}]"
         elif option in kinds:
             if option in FROM_DEFAULT_SECTION:
                 result.ignored.append(
@@ -217,14 +257,7 @@ def import_backend(parser: configparser.ConfigParser, section: str, *, hostname:
         else:
             nearest = _nearest(option, list(kinds))
             if nearest in SECRET_OPTIONS:
-                result.ignored.append(
-                    f"{option}: not an option of Manila's generic driver (Manila ignores it); "
-                    f"did you mean {nearest}? Its value stays out of the YAML (see the secret "
-                    "command below)"
-                )
-                result.secrets.append(
-                    (nearest, _unquote(raw), f"{option} from [{section}], if it meant {nearest}")
-                )
+                look_alikes.append((option, nearest))
             elif nearest:
                 result.ignored.append(
                     f"{option}: not an option of Manila's generic driver; did you mean {nearest}?"
@@ -233,6 +266,20 @@ def import_backend(parser: configparser.ConfigParser, section: str, *, hostname:
                 result.ignored.append(f"{option}: not an option of Manila's generic driver")
     if problems:
         raise ManilaConfError(f"[{section}] " + "; ".join(problems))
+    for option, meant in look_alikes:
+        # Manila reads only the real option; a look-alike's value goes nowhere.
+        not_read = f"{option}: not an option of Manila's generic driver (Manila ignores it)"
+        if meant in result.secrets:
+            result.ignored.append(
+                f"{not_read}; it looks like {meant}, which [{section}] sets too, and that is "
+                "the one Manila uses"
+            )
+        else:
+            result.ignored.append(
+                f"{not_read}; did you mean {meant}? If so, store its value as {meant} (the "
+                "secret command below)"
+            )
+            result.secrets[meant] = f"{option} in [{section}], if it meant {meant}"
 
     for option in FROM_DEFAULT_SECTION:
         if default.get(option):
@@ -261,8 +308,8 @@ def import_backend(parser: configparser.ConfigParser, section: str, *, hostname:
 def render_yaml(imported: Imported, source: Path) -> str:
     lines = [
         f"# dhss:backend from [{imported.section}] of {source}",
-        "# (python -m dhss_components.config from-manila-conf). Add dhss:shareNetwork and",
-        "# dhss:shares; secrets are not in this file (see the pulumi config set lines).",
+        "# (python -m dhss_components.manila_conf). Add dhss:shareNetwork and dhss:shares;",
+        "# secrets are not in this file (see the pulumi config set commands).",
         "config:",
         f"  {NAMESPACE}:backend:",
     ]
@@ -274,13 +321,14 @@ def render_yaml(imported: Imported, source: Path) -> str:
 
 
 def secret_commands(imported: Imported, stack: str | None) -> list[str]:
+    """One command per secret key, without the value: the Pulumi CLI prompts for it."""
     lines = []
-    for option, value, label in imported.secrets:
+    for key, source in imported.secrets.items():
         words = ["pulumi", "config", "set", "--secret", "--path"]
         if stack:
             words += ["--stack", stack]
-        words += [f"{NAMESPACE}:backend.{option}", value]
-        lines += [f"  # {label}:", f"  {shlex.join(words)}"]
+        words.append(f"{NAMESPACE}:backend.{key}")
+        lines += [f"  # the value of {source}:", f"  {shlex.join(words)}"]
     return lines
 
 
@@ -293,31 +341,35 @@ def report(imported: Imported, stack: str | None) -> str:
     ):
         out += [f"{title}: {item}" for item in items]
     if imported.secrets:
-        out.append("secrets are not in the YAML; to store them in the stack (encrypted), run:")
+        out.append(
+            "secrets are not in the YAML; to store them in the stack (encrypted), run each "
+            "command below and type the value when the Pulumi CLI asks for it:"
+        )
         out += secret_commands(imported, stack)
     return "\n".join(out) + ("\n" if out else "")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dhss_components.config")
-    commands = parser.add_subparsers(dest="command", required=True)
-    command = commands.add_parser(
-        "from-manila-conf",
-        help="print dhss:backend for a backend section of manila.conf",
+    parser = argparse.ArgumentParser(
+        prog="python -m dhss_components.manila_conf",
         description="Print the dhss:backend stack config for one backend section of "
-        "manila.conf; what is left out, and the secret commands, go to stderr.",
+        "manila.conf; what is left out, and the commands that store its secrets, go to stderr.",
     )
-    command.add_argument("path", type=Path, help="manila.conf, e.g. /etc/manila/manila.conf")
-    command.add_argument("--backend", required=True, help="the section, e.g. generic1")
-    command.add_argument("--stack", help="add --stack STACK to the pulumi config set lines")
+    parser.add_argument("path", type=Path, help="manila.conf, e.g. /etc/manila/manila.conf")
+    parser.add_argument("--backend", required=True, help="the section, e.g. generic1")
+    parser.add_argument("--stack", help="add --stack STACK to the pulumi config set commands")
     args = parser.parse_args(argv)
     try:
         imported = import_backend(
             read_manila_conf(args.path), args.backend, hostname=socket.gethostname()
         )
     except ManilaConfError as exc:
-        print(f"from-manila-conf: {exc}", file=sys.stderr)
+        print(f"manila_conf: {exc}", file=sys.stderr)
         return 2
     sys.stdout.write(render_yaml(imported, args.path))
     sys.stderr.write(report(imported, args.stack))
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

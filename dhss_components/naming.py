@@ -49,3 +49,11 @@ def volume_name(template: str, share_instance_id: str) -> str:
 
 def mount_path(share_mount_path: str, share_name: str) -> str:
     return f"{share_mount_path.rstrip('/')}/{share_name}"
+
+
+def host_port_device_id(role: str, server_id: str) -> str:
+    """The host port's device id: Manila's ``manila-share``/``manila-admin-share`` made this
+    share server's own. Manila finds its own host port by device id and host alone (and stops
+    on "Ambiguous service ports" when it finds two), so a stack's port never takes its name."""
+    kind = "admin-share" if role == "admin" else "share"
+    return f"manila-dhss-{kind}-{server_id}"

@@ -1,4 +1,4 @@
-"""The Pulumi program: config → discovery → ShareServer → stack outputs.
+"""The Pulumi program: config → discovery → blueprint → ShareServer → stack outputs.
 
 ``__main__.py`` runs it for ``pulumi up``; the fleet runs the very same function as an
 Automation API inline program, one stack per tenant.
@@ -7,12 +7,11 @@ Automation API inline program, one stack per tenant.
 from __future__ import annotations
 
 import pulumi
-import pulumi_command as command
 
 from .blueprint import share_server_blueprint
 from .config import NAMESPACE, InvalidStackConfig, StackSpec, parse_stack_config
 from .discovery import discover
-from .server import ShareServer, ShareServerArgs
+from .server import ShareServer, ShareServerArgs, SshCredentials
 
 
 def load_stack_spec() -> StackSpec:
@@ -28,60 +27,27 @@ def load_stack_spec() -> StackSpec:
         raise pulumi.RunError(str(exc)) from None
 
 
-def _ssh_proxy(spec: StackSpec) -> command.remote.ProxyConnectionArgs | None:
-    proxy = spec.backend.ssh_proxy
-    if proxy is None:
-        return None
-    return command.remote.ProxyConnectionArgs(
-        host=proxy.host,
-        user=proxy.user,
-        port=proxy.port,
-        private_key=(
-            pulumi.Output.secret(spec.proxy_private_key) if spec.proxy_private_key else None
-        ),
-    )
-
-
-def share_server_args(spec: StackSpec) -> ShareServerArgs:
-    facts = discover(spec)
-    backend = spec.backend
-    blueprint = share_server_blueprint(
-        spec, facts, project=pulumi.get_project(), stack=pulumi.get_stack()
-    )
-    return ShareServerArgs(
-        blueprint=blueprint,
-        image_id=facts.image_id,
-        flavor_id=backend.service_instance_flavor_id,
-        neutron_net_id=spec.share_network.neutron_net_id,
-        neutron_subnet_id=spec.share_network.neutron_subnet_id,
-        service_network_id=backend.service_network_id,
-        service_network_name=backend.service_network_name,
-        service_instance_user=backend.service_instance_user,
-        public_key=spec.public_key,
-        private_key=pulumi.Output.secret(spec.private_key) if spec.private_key else None,
-        password=(
-            pulumi.Output.secret(backend.service_instance_password)
-            if backend.service_instance_password
-            else None
-        ),
-        share_mount_path=backend.share_mount_path,
-        share_volume_fstype=backend.share_volume_fstype,
-        cinder_volume_type=backend.cinder_volume_type,
-        protect_volumes=backend.protect_volumes,
-        max_time_to_build_instance=backend.max_time_to_build_instance,
-        max_time_to_attach=backend.max_time_to_attach,
-        service_network_host=backend.service_network_host,
-        ovs_integration_bridge=backend.ovs_integration_bridge,
-        ssh_proxy=_ssh_proxy(spec),
-        admin_network_id=backend.admin_network_id,
-        admin_subnet_id=backend.admin_subnet_id,
-        admin_subnet_cidr=facts.admin_subnet_cidr,
-    )
+def _secret(value: str | None) -> pulumi.Output[str] | None:
+    return pulumi.Output.secret(value) if value else None
 
 
 def share_server_program() -> ShareServer:
     """Everything one stack declares; the builder both `pulumi up` and the fleet run."""
-    server = ShareServer("share-server", share_server_args(load_stack_spec()))
+    spec = load_stack_spec()
+    blueprint = share_server_blueprint(
+        spec, discover(spec), project=pulumi.get_project(), stack=pulumi.get_stack()
+    )
+    server = ShareServer(
+        "share-server",
+        ShareServerArgs(
+            blueprint,
+            SshCredentials(
+                private_key=_secret(spec.private_key),
+                password=_secret(spec.backend.service_instance_password),
+                proxy_private_key=_secret(spec.proxy_private_key),
+            ),
+        ),
+    )
     pulumi.export("share_server", server.share_server)
     pulumi.export("shares", server.shares)
     return server

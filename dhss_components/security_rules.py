@@ -1,9 +1,10 @@
-"""The service instance's ingress rules: only what the shares' protocols need.
+"""The service instance's ingress rules: only what each share's protocol and clients need.
 
 Manila's ``manila-service`` group opens CIFS, NetBIOS, NFS (tcp and udp), WinRM, ICMP and SSH
-to 0.0.0.0/0 and never reconciles it. Here the rules follow the config: NFS gets tcp 2049
-(NFSv4 needs nothing else), CIFS gets tcp 445, both get ICMP, and only from the tenant subnet
-and the access rules' networks; SSH only from where the share commands come from.
+to 0.0.0.0/0 and never reconciles it. Here each protocol's port is opened to the clients of
+the shares served over it (and the tenant subnet), ICMP to all of them, SSH only to where
+the share commands come from. A network inside another adds nothing and is left out, so no
+two rules are alike (Neutron refuses an identical rule with 409 SecurityGroupRuleExists).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-PROTOCOL_PORTS: dict[str, int] = {"NFS": 2049, "CIFS": 445}
+from .protocols import Protocol
+
 SSH_PORT = 22
 
 
@@ -21,50 +23,45 @@ SSH_PORT = 22
 class IngressRule:
     protocol: Literal["tcp", "icmp"]
     port: int | None
-    remote_ip_prefix: str
+    remote: ipaddress.IPv4Network
     why: str
 
     @property
-    def ethertype(self) -> Literal["IPv4", "IPv6"]:
-        return "IPv6" if ipaddress.ip_network(self.remote_ip_prefix).version == 6 else "IPv4"
+    def ethertype(self) -> Literal["IPv4"]:
+        return "IPv4"  # the service instance's addresses are IPv4 (see config.AccessRule)
 
     @property
     def key(self) -> str:
         """A name fragment from the rule's content, so adding a rule never renames another."""
-        prefix = self.remote_ip_prefix.replace(":", "-").replace("/", "-")
+        prefix = str(self.remote).replace("/", "-")
         port = f"-{self.port}" if self.port is not None else ""
         return f"{self.protocol}{port}-{prefix}"
 
 
-def _networks(cidrs: Iterable[str]) -> list[str]:
-    networks = {ipaddress.ip_network(c, strict=False) for c in cidrs}
-    # A network inside another adds nothing to a security group.
-    kept = [
-        n
-        for n in networks
-        if not any(
-            o != n and o.version == n.version and n.subnet_of(o)  # type: ignore[arg-type]
-            for o in networks
-        )
-    ]
-    return [str(n) for n in sorted(kept, key=lambda n: (n.version, n))]
+def outermost(networks: Iterable[ipaddress.IPv4Network]) -> list[ipaddress.IPv4Network]:
+    """The networks not inside another of them, sorted."""
+    unique = set(networks)
+    return sorted(n for n in unique if not any(o != n and n.subnet_of(o) for o in unique))
 
 
 def ingress_rules(
-    protocols: Iterable[str],
-    client_cidrs: Iterable[str],
-    ssh_sources: Iterable[str],
+    clients: Iterable[tuple[Protocol, Iterable[ipaddress.IPv4Network]]],
+    ssh_sources: Iterable[ipaddress.IPv4Network],
 ) -> list[IngressRule]:
-    """The complete rule set, sorted and free of duplicates."""
-    clients = _networks(client_cidrs)
+    """The complete rule set, sorted and free of duplicates.
+
+    ``clients`` has one entry per share: its protocol and the networks of its clients.
+    """
+    by_protocol: dict[str, tuple[Protocol, set[ipaddress.IPv4Network]]] = {}
+    for protocol, networks in clients:
+        by_protocol.setdefault(protocol.name, (protocol, set()))[1].update(networks)
     rules: set[IngressRule] = set()
-    for protocol in sorted(set(protocols)):
-        port = PROTOCOL_PORTS[protocol]
-        for cidr in clients:
-            rules.add(IngressRule("tcp", port, cidr, f"{protocol} clients"))
-    if rules:
-        for cidr in clients:
-            rules.add(IngressRule("icmp", None, cidr, "ping from clients"))
-    for cidr in _networks(ssh_sources):
-        rules.add(IngressRule("tcp", SSH_PORT, cidr, "share commands over SSH"))
+    for protocol, networks in by_protocol.values():
+        for network in outermost(networks):
+            rules.add(IngressRule("tcp", protocol.port, network, f"{protocol.name} clients"))
+    everyone = [n for _, networks in by_protocol.values() for n in networks]
+    for network in outermost(everyone):
+        rules.add(IngressRule("icmp", None, network, "ping from clients"))
+    for network in outermost(ssh_sources):
+        rules.add(IngressRule("tcp", SSH_PORT, network, "share commands over SSH"))
     return sorted(rules)

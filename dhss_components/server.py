@@ -2,52 +2,66 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_command as command
 
-from .blueprint import ShareServerBlueprint
+from .blueprint import ShareServerBlueprint, SshBlueprint
 from .connectivity import HostConnectivity, HostConnectivityArgs
-from .instance import Nic, ServiceInstance, ServiceInstanceArgs
-from .network import ServiceNetwork, ServiceNetworkArgs
+from .instance import ServiceInstance, ServiceInstanceArgs
+from .network import ServiceNetwork, place
 from .share import Share, ShareArgs
+from .ssh_ready_script import render_ssh_ready_command
 
-# pulumi-command retries a refused dial with a growing pause capped at 5 s; its default of
-# 10 attempts gives up after about 8 s, long before a service instance has booted.
-_DIAL_PAUSE_SECONDS = 5
+
+@dataclass(frozen=True)
+class SshCredentials:
+    """The share commands' secrets; kept apart from the blueprint, which is shown in plans."""
+
+    private_key: pulumi.Input[str] | None = field(default=None, repr=False)
+    password: pulumi.Input[str] | None = field(default=None, repr=False)
+    proxy_private_key: pulumi.Input[str] | None = field(default=None, repr=False)
 
 
 @dataclass
 class ShareServerArgs:
     blueprint: ShareServerBlueprint
-    image_id: str
-    flavor_id: str
-    neutron_net_id: str
-    neutron_subnet_id: str
-    service_network_id: str | None
-    service_network_name: str
-    service_instance_user: str
-    public_key: str | None
-    private_key: pulumi.Input[str] | None
-    """Secret."""
-    password: pulumi.Input[str] | None
-    """Secret."""
-    share_mount_path: str
-    share_volume_fstype: Literal["ext4", "ext3"]
-    cinder_volume_type: str | None
-    protect_volumes: bool
-    max_time_to_build_instance: int
-    max_time_to_attach: int
-    service_network_host: str | None
-    ovs_integration_bridge: str
-    ssh_proxy: command.remote.ProxyConnectionArgs | None = None
-    """A bastion the share commands go through."""
-    admin_network_id: str | None = None
-    admin_subnet_id: str | None = None
-    admin_subnet_cidr: str | None = None
+    credentials: SshCredentials
+
+
+def _pinned(host_key: str, generated: pulumi.Output[str] | None) -> pulumi.Input[str] | None:
+    if host_key == "generated":
+        assert generated is not None
+        return generated
+    return None if host_key == "unverified" else host_key
+
+
+def _connection(
+    ssh: SshBlueprint,
+    host: pulumi.Input[str],
+    generated_host_key: pulumi.Output[str] | None,
+    credentials: SshCredentials,
+) -> command.remote.ConnectionArgs:
+    proxy = None
+    if ssh.proxy is not None:
+        proxy = command.remote.ProxyConnectionArgs(
+            host=ssh.proxy.host,
+            user=ssh.proxy.user,
+            port=ssh.proxy.port,
+            private_key=credentials.proxy_private_key,
+            host_key=_pinned(ssh.proxy.host_key, None),
+        )
+    return command.remote.ConnectionArgs(
+        host=host,
+        user=ssh.user,
+        private_key=credentials.private_key,
+        password=credentials.password,
+        dial_error_limit=ssh.dial_error_limit,
+        host_key=_pinned(ssh.host_key, generated_host_key),
+        proxy=proxy,
+    )
 
 
 class ShareServer(pulumi.ComponentResource):
@@ -60,114 +74,66 @@ class ShareServer(pulumi.ComponentResource):
         self, name: str, args: ShareServerArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("manila-dhss:index:ShareServer", name, None, opts)
-        plan = args.blueprint
+        blueprint = args.blueprint
         child = pulumi.ResourceOptions(parent=self)
 
-        network = None
-        if plan.service_subnet_cidr is not None:
-            network = ServiceNetwork(
-                f"{name}-network",
-                ServiceNetworkArgs(
-                    service_network_id=args.service_network_id,
-                    service_network_name=args.service_network_name,
-                    service_subnet_name=plan.service_subnet_name,
-                    service_subnet_cidr=plan.service_subnet_cidr,
-                    router_id=plan.router_id,
-                ),
-                opts=child,
-            )
-
-        connectivity = None
-        if plan.interface_driver != "noop":
-            assert args.service_network_host is not None
-            connectivity = HostConnectivity(
-                f"{name}-host",
-                HostConnectivityArgs(
-                    driver=plan.interface_driver,
-                    host=args.service_network_host,
-                    bridge=args.ovs_integration_bridge,
-                    service_network_id=network.network_id if network else None,
-                    service_subnet_id=network.subnet_id if network else None,
-                    service_subnet_cidr=plan.service_subnet_cidr,
-                    service_host_address=plan.host_port_address,
-                    admin_network_id=args.admin_network_id,
-                    admin_subnet_id=args.admin_subnet_id,
-                    admin_subnet_cidr=args.admin_subnet_cidr,
-                ),
-                opts=child,
-            )
-
-        nics = []
-        for role in plan.nic_roles:
-            if role == "tenant":
-                nics.append(Nic(role, args.neutron_net_id, args.neutron_subnet_id))
-            elif role == "service":
-                assert network is not None
-                nics.append(Nic(role, network.network_id, network.subnet_id))
-            else:
-                assert args.admin_network_id
-                assert args.admin_subnet_id
-                nics.append(Nic(role, args.admin_network_id, args.admin_subnet_id))
-
+        network = (
+            ServiceNetwork(f"{name}-network", blueprint.network, child)
+            if blueprint.network
+            else None
+        )
         instance = ServiceInstance(
             f"{name}-instance",
             ServiceInstanceArgs(
-                instance_name=plan.instance_name,
-                image_id=args.image_id,
-                flavor_id=args.flavor_id,
-                nics=nics,
-                security_group_name=plan.security_group_name,
-                ingress_rules=plan.ingress_rules,
-                keypair_name=plan.keypair_name if args.public_key else None,
-                public_key=args.public_key,
-                availability_zone=plan.availability_zone,
-                metadata={"manila-dhss:share-server-id": plan.share_server_id},
+                blueprint.instance, [place(nic, network) for nic in blueprint.instance.nics]
             ),
-            # The server boots while the host is plugged: only the commands need both.
-            opts=child,
+            child,
         )
+        # Declared after the instance: when the service subnet exists, its service port is the
+        # first registration Pulumi's engine sees (first come, first served), ahead of the host
+        # port that nothing on the way to the server waits for. The server boots while the host
+        # is plugged: only the commands need both.
+        connectivity = None
+        if blueprint.host is not None:
+            connectivity = HostConnectivity(
+                f"{name}-host",
+                HostConnectivityArgs(
+                    blueprint.host, [place(port.nic, network) for port in blueprint.host.ports]
+                ),
+                child,
+            )
 
-        ssh_host = instance.addresses[plan.ssh_role]
-        connection = command.remote.ConnectionArgs(
-            host=ssh_host,
-            user=args.service_instance_user,
-            private_key=args.private_key,
-            password=args.password,
-            # Keep dialling for as long as Manila waits for a new instance's SSH login.
-            dial_error_limit=math.ceil(args.max_time_to_build_instance / _DIAL_PAUSE_SECONDS),
-            proxy=args.ssh_proxy,
-        )
-        timeout_minutes = (
-            math.ceil((args.max_time_to_build_instance + args.max_time_to_attach) / 60) + 10
-        )
-
-        self.share_components: dict[str, Share] = {}
-        for share in plan.shares:
-            self.share_components[share.name] = Share(
+        ssh_host = instance.addresses[blueprint.ssh.role]
+        host_key = _pinned(blueprint.ssh.host_key, instance.host_key)
+        connection = _connection(blueprint.ssh, ssh_host, instance.host_key, args.credentials)
+        reachable: list[pulumi.Resource] = [instance, *([connectivity] if connectivity else [])]
+        if blueprint.ssh.proxy is None:
+            reachable.append(
+                self._ssh_ready(
+                    name,
+                    ssh=blueprint.ssh,
+                    host=ssh_host,
+                    host_key=host_key,
+                    instance=instance,
+                    needs=reachable,
+                )
+            )
+        components = {
+            share.name: Share(
                 f"{name}-share-{share.name}",
                 ShareArgs(
-                    share_name=share.name,
-                    share_id=share.share_id,
-                    size=share.size,
-                    protocol=share.protocol,
-                    clients=share.clients,
-                    volume_name=share.volume_name,
+                    blueprint=share,
                     server_id=instance.server_id,
                     connection=connection,
-                    mount_root=args.share_mount_path,
-                    mount_path=share.mount_path,
-                    fstype=args.share_volume_fstype,
-                    public_address=instance.addresses[plan.public_role],
-                    admin_address=instance.addresses[plan.admin_export_role],
-                    volume_type=args.cinder_volume_type,
-                    availability_zone=plan.availability_zone,
-                    protect_volume=args.protect_volumes,
-                    device_timeout=args.max_time_to_attach,
-                    command_timeout=f"{timeout_minutes}m",
-                    reachable_through=[instance, *([connectivity] if connectivity else [])],
+                    command_timeout=blueprint.ssh.command_timeout,
+                    public_address=instance.addresses[blueprint.public_role],
+                    admin_address=instance.addresses[blueprint.admin_export_role],
+                    reachable_through=reachable,
                 ),
-                opts=child,
+                child,
             )
+            for share in blueprint.shares
+        }
 
         addresses = instance.addresses
         self.share_server = pulumi.Output.all(
@@ -175,29 +141,58 @@ class ShareServer(pulumi.ComponentResource):
             service_ip=addresses.get("service"),
             admin_ip=addresses.get("admin"),
             tenant_ip=addresses.get("tenant"),
-            public_address=addresses[plan.public_role],
+            public_address=addresses[blueprint.public_role],
             ssh_address=ssh_host,
             service_subnet_id=network.subnet_id if network else None,
             security_group_id=instance.security_group_id,
+            host_key=host_key,
         ).apply(
             lambda values: {
-                "share_server_id": plan.share_server_id,
-                "network_mode": plan.mode,
-                "service_subnet_cidr": plan.service_subnet_cidr,
-                "router_id": plan.router_id,
+                "share_server_id": blueprint.share_server_id,
+                "network_mode": blueprint.mode.name,
+                "service_subnet_cidr": str(blueprint.network.subnet_cidr)
+                if blueprint.network
+                else None,
+                "router_id": blueprint.network.router_id if blueprint.network else None,
+                "host_key_check": blueprint.ssh.host_key != "unverified",
                 **values,
             }
         )
+        names = [share.name for share in blueprint.shares]
+        # (Output.all of no keyword arguments is a list: zip keeps "no shares" a mapping.)
         self.shares = pulumi.Output.all(
-            **{
-                share.name: pulumi.Output.all(
+            *[
+                pulumi.Output.all(
                     share_id=share.share_id,
                     share_proto=share.protocol,
                     size=share.size,
-                    volume_id=self.share_components[share.name].volume_id,
-                    export_locations=self.share_components[share.name].export_locations,
+                    volume_id=components[share.name].volume_id,
+                    export_locations=components[share.name].export_locations,
                 )
-                for share in plan.shares
-            }
-        )
+                for share in blueprint.shares
+            ]
+        ).apply(lambda values: dict(zip(names, values, strict=True)))
         self.register_outputs({"share_server": self.share_server, "shares": self.shares})
+
+    def _ssh_ready(
+        self,
+        name: str,
+        *,
+        ssh: SshBlueprint,
+        host: pulumi.Output[str],
+        host_key: pulumi.Input[str] | None,
+        instance: ServiceInstance,
+        needs: list[pulumi.Resource],
+    ) -> command.local.Command:
+        # pulumi-command redials a booting instance at pauses growing to 5 s, so the first
+        # command notices sshd late; this polls every half second and checks the host key, so
+        # the commands get in at their first dial and a wrong machine is refused at once.
+        return command.local.Command(
+            f"{name}-ssh-ready",
+            create=pulumi.Output.all(host, host_key).apply(
+                lambda values: render_ssh_ready_command(values[0], ssh.boot_seconds, values[1])
+            ),
+            # Once per server: a new one (a rebuild) is waited for again.
+            triggers=[instance.server_id],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(needs)),
+        )

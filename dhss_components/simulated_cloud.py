@@ -5,14 +5,26 @@ against it with no credentials and no CLI. It behaves like the cloud where the p
 notice: subnets hand out addresses from their allocation pools, a router interface is a port
 holding the subnet's gateway address, images are found by name and status, and what one run
 creates is there for the next run to find (as it would be in the cloud and in the state).
+
+It refuses what Neutron, Nova and Cinder refuse, with their messages: a subnet's network or
+broadcast address, or an address already held, as a fixed IP; a security group rule identical
+to one the group has (409 SecurityGroupRuleExists); a router interface whose subnet overlaps
+one already on the router; a key pair name that exists; a volume smaller than 1 GiB, or shrunk;
+an attachment to an instance or of a volume that does not exist. A re-run with changed inputs
+updates in place what the provider updates in place and replaces what it replaces
+(``FORCE_NEW``), as Pulumi would: a replacement of a protected resource fails with the engine's
+message, and a resource no longer declared is deleted (unless protected).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import ipaddress
 import itertools
 import json
+import struct
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +38,10 @@ from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
 from pulumi.runtime.mocks import MockMonitor
 
 _NAMESPACE = uuid.UUID("0e1f7a5c-93a2-4c47-8b1e-0f6a7c2d9b31")
+
+
+NO_RESULTS = "Your query returned no results. Please change your search criteria and try again."
+"""What the provider answers when a lookup by id finds nothing."""
 
 
 class CloudError(Exception):
@@ -45,9 +61,19 @@ class SimSubnet:
     def allocate(self, address: str | None = None) -> str:
         network = ipaddress.ip_network(self.cidr)
         if address is not None:
-            if ipaddress.ip_address(address) not in network:
-                raise CloudError(f"IP address {address} is not a valid IP for subnet {self.id}")
+            ip = ipaddress.ip_address(address)
+            # Neutron (InvalidIpForSubnet): an address outside the subnet, or the subnet's own
+            # network or broadcast address, is no host's.
+            if ip not in network or (
+                network.version == 4
+                and network.prefixlen < 31
+                and ip in (network.network_address, network.broadcast_address)
+            ):
+                raise CloudError(
+                    f"IP address {address} is not a valid IP for the specified subnet."
+                )
             if address in self.used:
+                # Neutron's 409 IpAddressAlreadyAllocated
                 raise CloudError(f"IP address {address} already allocated in subnet {self.id}")
             self.used.add(address)
             return address
@@ -90,12 +116,71 @@ class Recorded:
     id: str
     inputs: dict[str, Any]
     state: dict[str, Any]
+    protect: bool = False
+
+
+@dataclass(frozen=True)
+class Options:
+    """The resource options of the registration being answered (the engine's view)."""
+
+    protect: bool = False
+    delete_before_replace: bool = False
+    ignore_changes: tuple[str, ...] = ()
+    replace_on_changes: tuple[str, ...] = ()
+
+
+# The inputs whose change makes the provider replace the resource (terraform-provider-openstack
+# v3.4.0, ``ForceNew: true`` in each resource's schema, openstack/resource_openstack_*.go, by
+# their Pulumi names; pulumi-command: ``triggers``, "Trigger a resource replacement on changes to
+# any of these values"). Every other input is updated in place: a volume's size is a Cinder
+# extend, a port's fixed IPs and groups an update, a server's name, flavor and metadata too.
+FORCE_NEW: dict[str, frozenset[str]] = {
+    typ: frozenset(names.split())
+    for typ, names in {
+        "openstack:networking/network:Network": (
+            "region tenantId valueSpecs availabilityZoneHints transparentVlan"
+        ),
+        "openstack:networking/subnet:Subnet": (
+            "region networkId cidr prefixLength tenantId ipVersion ipv6AddressMode ipv6RaMode "
+            "subnetpoolId valueSpecs"
+        ),
+        "openstack:networking/port:Port": (
+            "region networkId macAddress tenantId deviceOwner deviceId valueSpecs"
+        ),
+        "openstack:networking/routerInterface:RouterInterface": "region routerId subnetId portId",
+        "openstack:networking/secGroup:SecGroup": "region tenantId deleteDefaultRules",
+        "openstack:networking/secGroupRule:SecGroupRule": (
+            "region description direction ethertype portRangeMin portRangeMax protocol "
+            "remoteGroupId remoteIpPrefix remoteAddressGroupId securityGroupId tenantId"
+        ),
+        "openstack:compute/keypair:Keypair": "region name publicKey valueSpecs userId",
+        "openstack:compute/instance:Instance": (
+            "region userData availabilityZoneHints availabilityZone networkMode networks "
+            "hypervisorHostname configDrive keyPair blockDevices schedulerHints"
+        ),
+        "openstack:blockstorage/volume:Volume": (
+            "region availabilityZone snapshotId sourceVolId imageId backupId consistencyGroupId "
+            "sourceReplica schedulerHints"
+        ),
+        "openstack:compute/volumeAttach:VolumeAttach": (
+            "region instanceId volumeId multiattach tag vendorOptions"
+        ),
+        "command:remote:Command": "triggers",
+        "command:local:Command": "triggers",
+    }.items()
+}
 
 
 class SimulatedCloud(Mocks):
     """An OpenStack cloud in memory, and a record of what the program asked of it."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, flavors: tuple[str, ...] = ("100",), zones: tuple[str, ...] = ("nova",)
+    ) -> None:
+        # By default what a cloud with Manila's DevStack plugin has: flavor 100 (Manila's
+        # default service_instance_flavor_id) and the one zone, nova.
+        self.flavors = set(flavors)
+        self.zones = set(zones)
         self.networks: dict[str, str] = {}
         self.subnets: dict[str, SimSubnet] = {}
         self.ports: dict[str, SimPort] = {}
@@ -103,15 +188,36 @@ class SimulatedCloud(Mocks):
         self.routers: set[str] = set()
         self.resources: dict[tuple[str, str, str], Recorded] = {}
         self.invokes: list[MockCallArgs] = []
+        self.instances: set[str] = set()
+        self.volumes: dict[str, int] = {}
+        self.snapshots: dict[str, int] = {}
+        """Cinder snapshots the cloud holds (id -> size in GiB)."""
+        self.security_groups: set[str] = set()
+        self.keypairs: dict[str, str] = {}
+        self.rules: dict[str, tuple[Any, ...]] = {}
+        self.updated: list[str] = []
+        """Resources updated in place, as ``<type>::<name>``, in order."""
+        self.replaced: list[str] = []
+        """Resources replaced (deleted and made anew, with a new id), in order."""
+        self.deleted: list[str] = []
+        """Resources deleted because a run no longer declared them."""
+        self.next_options = Options()
+        """The options of the registration being answered (set by RecordingMonitor)."""
+        self._declared: set[tuple[str, str, str]] = set()
+        self._generations = itertools.count(1)
         self._macs = itertools.count(1)
         self._handlers: dict[str, Callable[[MockResourceArgs, str], dict[str, Any]]] = {
             "openstack:networking/network:Network": self._network,
             "openstack:networking/subnet:Subnet": self._subnet,
             "openstack:networking/port:Port": self._port,
             "openstack:networking/routerInterface:RouterInterface": self._router_interface,
+            "openstack:networking/secGroup:SecGroup": self._security_group,
+            "openstack:networking/secGroupRule:SecGroupRule": self._security_group_rule,
             "openstack:compute/instance:Instance": self._instance,
             "openstack:compute/keypair:Keypair": self._keypair,
+            "openstack:blockstorage/volume:Volume": self._volume,
             "openstack:compute/volumeAttach:VolumeAttach": self._volume_attach,
+            "tls:index/privateKey:PrivateKey": self._private_key,
         }
 
     # -- building the cloud -------------------------------------------------------------
@@ -177,6 +283,18 @@ class SimulatedCloud(Mocks):
         )
         return router_id
 
+    def add_snapshot(self, size: int, snapshot_id: str | None = None) -> str:
+        """A Cinder snapshot of some volume, as `openstack volume snapshot create` leaves it."""
+        snapshot_id = snapshot_id or self._id("snapshot", str(len(self.snapshots)))
+        self.snapshots[snapshot_id] = size
+        return snapshot_id
+
+    def add_volume(self, size: int, volume_id: str | None = None) -> str:
+        """A volume the program did not make (a source to copy from)."""
+        volume_id = volume_id or self._id("volume", str(len(self.volumes)))
+        self.volumes[volume_id] = size
+        return volume_id
+
     def add_image(self, name: str, status: str = "active", image_id: str | None = None) -> str:
         image_id = image_id or self._id("image", name, str(len(self.images)))
         self.images.append(SimImage(image_id, name, status))
@@ -197,24 +315,128 @@ class SimulatedCloud(Mocks):
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         stack = pulumi.get_stack()
         key = (stack, args.typ, args.name)
+        self._declared.add(key)
+        options, self.next_options = self.next_options, Options()
         previous = self.resources.get(key)
-        if previous is not None and previous.inputs == args.inputs:
+        inputs = dict(args.inputs)
+        if previous is not None:
+            # ignore_changes: the engine keeps the old value of an ignored input.
+            for name in options.ignore_changes:
+                if name in previous.inputs:
+                    inputs[name] = previous.inputs[name]
+                else:
+                    inputs.pop(name, None)
+        if previous is not None and previous.inputs == inputs:
             # The same resource with the same inputs on a re-run: nothing changes in the cloud.
+            previous.protect = options.protect
             return previous.id, previous.state
-        resource_id = previous.id if previous else self._id(stack, args.typ, args.name)
         handler = self._handlers.get(args.typ)
+        label = f"{args.typ}::{args.name}"
         if previous is None:
+            resource_id = self._id(stack, args.typ, args.name)
             extra = handler(args, resource_id) if handler else {}
-        elif handler:
-            # Changed inputs on a resource that exists: its computed attributes stay.
-            extra = {k: v for k, v in previous.state.items() if k not in args.inputs}
         else:
-            extra = {}
-        state = {**args.inputs, **extra}
+            changed = {
+                k for k in {*inputs, *previous.inputs} if inputs.get(k) != previous.inputs.get(k)
+            }
+            replacing = changed & (
+                FORCE_NEW.get(args.typ, frozenset()) | set(options.replace_on_changes)
+            )
+            if replacing and (previous.protect or options.protect):
+                urn = f"urn:pulumi:{stack}::{pulumi.get_project()}::{args.typ}::{args.name}"
+                raise CloudError(
+                    f"unable to replace resource {urn!r}\nas it is currently marked for "
+                    "protection. To unprotect the resource, remove the `protect` flag from the "
+                    f"resource in your Pulumi program and run `pulumi up` (changed: "
+                    f"{', '.join(sorted(replacing))})"
+                )
+            if replacing:
+                resource_id = self._id(stack, args.typ, args.name, str(next(self._generations)))
+                # Pulumi creates the replacement first unless delete_before_replace: a fixed
+                # address the old one still holds is then refused, as Neutron would.
+                if options.delete_before_replace:
+                    self._release(previous)
+                extra = handler(args, resource_id) if handler else {}
+                if not options.delete_before_replace:
+                    self._release(previous)
+                self.replaced.append(label)
+            else:
+                resource_id = previous.id
+                if handler:
+                    self._update(args.typ, previous, inputs)
+                # An update keeps the computed attributes the inputs do not set.
+                extra = {k: v for k, v in previous.state.items() if k not in inputs}
+                self.updated.append(label)
+        state = {**inputs, **extra}
         if args.custom:
             state.setdefault("id", resource_id)
-        self.resources[key] = Recorded(args.typ, args.name, resource_id, args.inputs, state)
+        self.resources[key] = Recorded(
+            args.typ, args.name, resource_id, inputs, state, options.protect
+        )
         return resource_id, state
+
+    def start_run(self) -> None:
+        self._declared = set()
+
+    def finish_run(self, stack: str) -> None:
+        """What a successful ``up`` does last: delete what the program no longer declares."""
+        for key in [k for k in self.resources if k[0] == stack and k not in self._declared]:
+            recorded = self.resources[key]
+            if recorded.protect:
+                raise CloudError(
+                    f"unable to delete resource {recorded.typ}::{recorded.name}\nas it is "
+                    "currently marked for protection"
+                )
+            self._release(recorded)
+            del self.resources[key]
+            self.deleted.append(f"{recorded.typ}::{recorded.name}")
+
+    def _update(self, typ: str, previous: Recorded, inputs: dict[str, Any]) -> None:
+        """The cloud's side of an update in place, where the cloud can refuse it."""
+        if typ == "openstack:blockstorage/volume:Volume":
+            old, new = previous.inputs.get("size"), inputs.get("size")
+            if isinstance(old, int | float) and isinstance(new, int | float) and new < old:
+                # Cinder's extend: volume_api.extend refuses anything but a bigger size.
+                raise CloudError(
+                    "Invalid input received: New size for extend must be greater than current "
+                    f"size. (current: {int(old)}, extended: {int(new)})."
+                )
+            if isinstance(new, int | float):
+                self.volumes[previous.id] = int(new)
+
+    def _release(self, recorded: Recorded) -> None:
+        """Delete a resource from the cloud: what it held becomes free."""
+        resource_id = recorded.id
+        if recorded.typ in ("openstack:networking/port:Port",):
+            self._release_port(resource_id)
+        elif recorded.typ == "openstack:networking/routerInterface:RouterInterface":
+            self._release_port(str(recorded.state.get("portId", "")))
+        elif recorded.typ == "openstack:networking/subnet:Subnet":
+            for port_id in [p.id for p in self.ports.values() if p.fixed_ips
+                            and p.fixed_ips[0][0] == resource_id]:  # fmt: skip
+                self._release_port(port_id)
+            self.subnets.pop(resource_id, None)
+        elif recorded.typ == "openstack:networking/secGroupRule:SecGroupRule":
+            self.rules.pop(resource_id, None)
+        elif recorded.typ == "openstack:networking/secGroup:SecGroup":
+            self.security_groups.discard(resource_id)
+        elif recorded.typ == "openstack:compute/instance:Instance":
+            self.instances.discard(resource_id)
+        elif recorded.typ == "openstack:blockstorage/volume:Volume":
+            self.volumes.pop(resource_id, None)
+        elif recorded.typ == "openstack:compute/keypair:Keypair":
+            self.keypairs.pop(str(recorded.inputs.get("name", "")), None)
+        elif recorded.typ == "openstack:networking/network:Network":
+            self.networks.pop(resource_id, None)
+
+    def _release_port(self, port_id: str) -> None:
+        port = self.ports.pop(port_id, None)
+        if port is None:
+            return
+        for subnet_id, address in port.fixed_ips:
+            subnet = self.subnets.get(subnet_id)
+            if subnet is not None:
+                subnet.used.discard(address)
 
     def _network(self, args: MockResourceArgs, resource_id: str) -> dict[str, Any]:
         self.add_network(args.inputs.get("name", args.name), resource_id)
@@ -239,6 +461,8 @@ class SimulatedCloud(Mocks):
 
     def _port(self, args: MockResourceArgs, resource_id: str) -> dict[str, Any]:
         inputs = args.inputs
+        if inputs["networkId"] not in self.networks:
+            raise CloudError(f"Network {inputs['networkId']} could not be found.")
         fixed = [(f["subnetId"], f.get("ipAddress") or None) for f in inputs.get("fixedIps", [])]
         port = self.add_port(
             inputs["networkId"],
@@ -260,6 +484,18 @@ class SimulatedCloud(Mocks):
         subnet = self.subnets[subnet_id]
         if subnet.gateway_ip is None:
             raise CloudError(f"Bad router request: Subnet {subnet_id} does not have a gateway IP")
+        cidr = ipaddress.ip_network(subnet.cidr)
+        for port in self.ports.values():
+            if port.device_id != router_id or port.device_owner != "network:router_interface":
+                continue
+            for other_id, _ in port.fixed_ips:
+                other = ipaddress.ip_network(self.subnets[other_id].cidr)
+                if cidr.overlaps(other):
+                    # Neutron's l3_db _check_for_dup_router_subnets
+                    raise CloudError(
+                        f"Bad router request: Cidr {cidr} of subnet {subnet_id} overlaps with "
+                        f"cidr {other} of subnet {other_id}."
+                    )
         port = self.add_port(
             subnet.network_id,
             [(subnet_id, subnet.gateway_ip)],
@@ -268,7 +504,59 @@ class SimulatedCloud(Mocks):
         )
         return {"portId": port.id}
 
+    def _security_group(self, args: MockResourceArgs, resource_id: str) -> dict[str, Any]:
+        self.security_groups.add(resource_id)
+        return {}
+
+    def _security_group_rule(self, args: MockResourceArgs, resource_id: str) -> dict[str, Any]:
+        inputs = args.inputs
+        group = inputs["securityGroupId"]
+        if group not in self.security_groups:
+            raise CloudError(f"Security group {group} does not exist")
+        # What Neutron compares to find a duplicate (the description is not part of it).
+        content = tuple(
+            inputs.get(k)
+            for k in (
+                "securityGroupId", "direction", "ethertype", "protocol", "portRangeMin",
+                "portRangeMax", "remoteIpPrefix", "remoteGroupId",
+            )
+        )  # fmt: skip
+        for rule_id, existing in self.rules.items():
+            if existing == content:
+                # 409 SecurityGroupRuleExists
+                raise CloudError(f"Security group rule already exists. Rule id is {rule_id}.")
+        self.rules[resource_id] = content
+        return {}
+
+    def _volume(self, args: MockResourceArgs, resource_id: str) -> dict[str, Any]:
+        size = args.inputs.get("size")
+        if not isinstance(size, int | float) or size < 1 or size != int(size):
+            # Cinder's API schema: a volume's size is an integer of at least 1 (GiB).
+            raise CloudError(
+                f"Invalid input for field/attribute size. Value: {size}. "
+                f"{size} is less than the minimum of 1"
+            )
+        for key, known, what in (
+            ("snapshotId", self.snapshots, "Snapshot"),
+            ("sourceVolId", self.volumes, "Volume"),
+        ):
+            source = args.inputs.get(key)
+            if source is None:
+                continue
+            if source not in known:
+                raise CloudError(f"{what} {source} could not be found.")  # Cinder's 404
+            if size < known[source]:
+                # Cinder's volume API: a volume is at least as big as what it is made from.
+                raise CloudError(
+                    f"Invalid input received: Volume size '{int(size)}'GB cannot be smaller "
+                    f"than the {what.lower()} size {known[source]}GB. They must be >= original "
+                    f"{what.lower()} size."
+                )
+        self.volumes[resource_id] = int(size)
+        return {"attachments": []}
+
     def _instance(self, args: MockResourceArgs, resource_id: str) -> dict[str, Any]:
+        self.instances.add(resource_id)
         networks = []
         for nic in args.inputs.get("networks", []):
             port = self.ports[nic["port"]]
@@ -278,9 +566,33 @@ class SimulatedCloud(Mocks):
         return {"accessIpV4": first, "networks": networks, "powerState": "active"}
 
     def _keypair(self, args: MockResourceArgs, resource_id: str) -> dict[str, Any]:
+        name = args.inputs.get("name", "")
+        if name in self.keypairs:
+            # Nova's 409 KeyPairExists: key pairs are named per user, and every stack's
+            # program runs as the same admin user.
+            raise CloudError(f"Key pair '{name}' already exists.")
+        self.keypairs[name] = resource_id
         return {"fingerprint": "e3:9c:7f:" + resource_id[:8]}
 
+    def _private_key(self, args: MockResourceArgs, resource_id: str) -> dict[str, Any]:
+        # The provider's attribute shapes, with key bytes derived from the resource's name (no
+        # cryptography here: nothing ever logs in with them; the same on every simulated cloud).
+        body = hashlib.sha256(f"{pulumi.get_stack()}/{args.name}".encode()).digest()
+        blob = struct.pack(">I", 11) + b"ssh-ed25519" + struct.pack(">I", 32) + body
+        public = f"ssh-ed25519 {base64.b64encode(blob).decode()}\n"
+        private = (
+            "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+            f"{base64.b64encode(body * 4).decode()}\n"
+            "-----END OPENSSH PRIVATE KEY-----\n"
+        )
+        return {"publicKeyOpenssh": public, "privateKeyOpenssh": private}
+
     def _volume_attach(self, args: MockResourceArgs, resource_id: str) -> dict[str, Any]:
+        instance_id, volume_id = args.inputs.get("instanceId"), args.inputs.get("volumeId")
+        if instance_id not in self.instances:
+            raise CloudError(f"Instance {instance_id} could not be found.")  # Nova's 404
+        if volume_id not in self.volumes:
+            raise CloudError(f"Volume {volume_id} could not be found.")  # Cinder's 404
         # Nova's guess, which the share script never trusts.
         return {"device": "/dev/vdb"}
 
@@ -291,7 +603,7 @@ class SimulatedCloud(Mocks):
         if token == "openstack:networking/getSubnet:getSubnet":
             subnet = self.subnets.get(a.get("subnetId", ""))
             if subnet is None:
-                raise CloudError(f"Your query returned no results (subnet {a.get('subnetId')})")
+                raise CloudError(NO_RESULTS)
             return {
                 "id": subnet.id,
                 "subnetId": subnet.id,
@@ -301,23 +613,35 @@ class SimulatedCloud(Mocks):
                 "networkId": subnet.network_id,
                 "ipVersion": ipaddress.ip_network(subnet.cidr).version,
             }
+        if token == "openstack:networking/getNetwork:getNetwork":
+            network_id = a.get("networkId", "")
+            if network_id not in self.networks:
+                raise CloudError(NO_RESULTS)
+            return {"id": network_id, "networkId": network_id, "name": self.networks[network_id]}
         if token == "openstack:networking/getSubnetIdsV2:getSubnetIdsV2":
             ids = [
                 s.id
                 for s in self.subnets.values()
-                if s.network_id == a.get("networkId") and ("name" not in a or s.name == a["name"])
+                if s.network_id == a.get("networkId")
+                and a.get("name", s.name) == s.name
+                and a.get("gatewayIp", s.gateway_ip) == s.gateway_ip
+                and a.get("cidr", s.cidr) == s.cidr
             ]
             return {"id": "subnets", "ids": ids}
         if token == "openstack:networking/getPortIds:getPortIds":
             ids = [
                 p.id
                 for p in self.ports.values()
-                if p.network_id == a.get("networkId")
-                and any(ip == a.get("fixedIp") for _, ip in p.fixed_ips)
+                if a.get("networkId", p.network_id) == p.network_id
+                and a.get("deviceId", p.device_id) == p.device_id
+                and a.get("deviceOwner", p.device_owner) == p.device_owner
+                and ("fixedIp" not in a or any(ip == a["fixedIp"] for _, ip in p.fixed_ips))
             ]
             return {"id": "ports", "ids": ids}
         if token == "openstack:networking/getPort:getPort":
-            port = self.ports[a["portId"]]
+            port = self.ports.get(a.get("portId", ""))
+            if port is None:
+                raise CloudError(NO_RESULTS)
             return {
                 "id": port.id,
                 "portId": port.id,
@@ -327,39 +651,24 @@ class SimulatedCloud(Mocks):
                 "macAddress": port.mac_address,
                 "allFixedIps": [ip for _, ip in port.fixed_ips],
             }
+        if token == "openstack:compute/getFlavor:getFlavor":
+            if a.get("flavorId") not in self.flavors:
+                raise CloudError("No Flavor found")  # the data source's own words
+            return {
+                "id": a["flavorId"],
+                "flavorId": a["flavorId"],
+                "name": f"flavor-{a['flavorId']}",
+            }
+        if token in (
+            "openstack:compute/getAvailabilityZones:getAvailabilityZones",
+            "openstack:blockstorage/getAvailabilityZonesV3:getAvailabilityZonesV3",
+        ):
+            return {"id": "zones", "names": sorted(self.zones), "state": "available"}
         if token == "openstack:images/getImageIds:getImageIds":
             # Like the provider: only active images are listed.
             ids = [i.id for i in self.images if i.name == a.get("name") and i.status == "active"]
             return {"id": "images", "ids": ids}
         raise CloudError(f"the simulated cloud does not answer {token}")
-
-
-# -- a DevStack-like cloud, with the ids of Pulumi.dev.yaml ---------------------------------
-
-DEVSTACK_TENANT_NET = "9ab1d3f4-2c1e-4f53-9d53-6c2c1a7e0a11"
-DEVSTACK_TENANT_SUBNET = "5f0c7e2a-8d3b-4b6e-a1f4-3c9d2e7b8a21"
-DEVSTACK_ADMIN_NET = "dd07dbd2-cb02-4ef3-a8c0-5b3e75013c92"
-DEVSTACK_ADMIN_SUBNET = "2c745913-7766-45b3-abfc-33a527e5185b"
-DEVSTACK_SERVICE_NET = "b7d1a0c3-4e5f-4a6b-8c7d-9e0f1a2b3c41"
-
-
-def devstack_cloud() -> SimulatedCloud:
-    """The seed's DevStack: a private tenant network behind router1, an admin network, the
-    manila_service_network, and one active manila-service-image-master."""
-    cloud = SimulatedCloud()
-    cloud.add_network("private", DEVSTACK_TENANT_NET)
-    cloud.add_subnet(
-        DEVSTACK_TENANT_NET, "10.0.0.0/26", name="private-subnet", subnet_id=DEVSTACK_TENANT_SUBNET
-    )
-    cloud.add_router(DEVSTACK_TENANT_SUBNET, "4c9e2a10-6b7d-4f3e-9a8c-1d2e3f4a5b61")
-    cloud.add_network("admin_net", DEVSTACK_ADMIN_NET)
-    cloud.add_subnet(
-        DEVSTACK_ADMIN_NET, "10.2.5.0/24", name="admin_subnet", subnet_id=DEVSTACK_ADMIN_SUBNET
-    )
-    cloud.add_network("manila_service_network", DEVSTACK_SERVICE_NET)
-    cloud.add_image("manila-service-image-master")
-    cloud.add_image("cirros-0.6.2-x86_64-disk")
-    return cloud
 
 
 # -- what the engine would see -----------------------------------------------------------------
@@ -394,6 +703,13 @@ class RecordingMonitor(MockMonitor):
         self.registrations: dict[str, Registration] = {}
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+        if isinstance(self.mocks, SimulatedCloud):
+            self.mocks.next_options = Options(
+                protect=request.protect,
+                delete_before_replace=request.deleteBeforeReplace,
+                ignore_changes=tuple(request.ignoreChanges),
+                replace_on_changes=tuple(request.replaceOnChanges),
+            )
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
             timeouts = request.customTimeouts
@@ -488,8 +804,11 @@ def run_program(
                 lambda values: outputs.update(share_server=values[0], shares=values[1])
             )
 
+        cloud.start_run()
         try:
             pulumi.runtime.test(program)()  # type: ignore[no-untyped-call]
+            if not preview:
+                cloud.finish_run(stack)
         finally:
             pulumi.runtime.settings.ROOT.set(None)  # and leave none behind
     return ProgramRun(monitor, outputs, cloud.invokes[first_invoke:])

@@ -2,39 +2,35 @@
 
 from __future__ import annotations
 
-import base64
 import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dhss_components.simulated_cloud import (
+from dhss_components.simulated_cloud import RecordingMonitor, SimulatedCloud, run_program
+from dhss_components.ssh_keys import PublicKey, stand_in_private_key
+from tests.clouds import (
     DEVSTACK_ADMIN_NET,
     DEVSTACK_ADMIN_SUBNET,
     DEVSTACK_SERVICE_NET,
     DEVSTACK_TENANT_NET,
     DEVSTACK_TENANT_SUBNET,
-    RecordingMonitor,
-    SimulatedCloud,
-    run_program,
 )
 
 PROJECT = "manila-dhss"
 
 
 def write_key_pair(directory: Path) -> tuple[Path, Path]:
-    """A well-formed ed25519 public key and a PEM-looking private key (never used to log in)."""
+    """A well-formed ed25519 key pair: the private file holds the public key it pairs with
+    (its secret bytes are random: it is never used to log in)."""
     key_type = b"ssh-ed25519"
     blob = struct.pack(">I", len(key_type)) + key_type + struct.pack(">I", 32) + os.urandom(32)
+    key = PublicKey("ssh-ed25519", blob)
     public = directory / "id_ed25519.pub"
-    public.write_text(f"ssh-ed25519 {base64.b64encode(blob).decode()} operator@host\n")
+    public.write_text(f"{key.line} operator@host\n")
     private = directory / "id_ed25519"
-    private.write_text(
-        "-----BEGIN OPENSSH PRIVATE KEY-----\n"
-        + base64.b64encode(os.urandom(96)).decode()
-        + "\n-----END OPENSSH PRIVATE KEY-----\n"
-    )
+    private.write_text(stand_in_private_key(key, os.urandom(64)))
     return public, private
 
 

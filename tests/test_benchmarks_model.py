@@ -8,49 +8,52 @@ from collections.abc import Mapping
 import pytest
 
 from benchmarks.model import (
+    ROOT,
     Declared,
     GraphError,
     Op,
     Span,
     backoff_offsets,
+    default_provider,
+    engine_graph,
     first_at_or_after,
     fixed_durations,
     fixed_poll_offsets,
     linear_fit,
     longest_path,
-    resolve_dependencies,
     schedule,
     state_change_poll_offsets,
 )
 
-# -- component resolution ----------------------------------------------------------------------
+# -- the engine's steps ---------------------------------------------------------------------------
+
+
+def test_every_registration_is_a_step_and_waits_for_its_parent_and_the_stack() -> None:
+    # A component's children are sent only once the component's own step has run, and a
+    # parentless resource is the stack's child: the stack's step comes first.
+    declared = [
+        Declared("net", custom=False),
+        Declared("subnet", custom=True, parent="net"),
+        Declared("volume", custom=True),
+    ]
+    graph = engine_graph(declared)
+    assert list(graph) == [ROOT, "net", "subnet", "volume"]
+    assert graph == {ROOT: (), "net": (ROOT,), "subnet": ("net",), "volume": (ROOT,)}
 
 
 def test_a_dependency_on_a_component_is_a_dependency_on_every_custom_resource_beneath_it() -> None:
     declared = [
-        Declared("stack-root", custom=False),
-        Declared("net", custom=False, parent="stack-root"),
+        Declared("net", custom=False),
         Declared("subnet", custom=True, parent="net"),
         Declared("inner", custom=False, parent="net"),
         Declared("port", custom=True, parent="inner", dependencies=("subnet",)),
-        Declared("server", custom=True, parent="stack-root", dependencies=("net",)),
+        Declared("ext", custom=True, parent="port"),
+        Declared("server", custom=True, dependencies=("net",)),
     ]
-    graph = resolve_dependencies(declared)
-    assert graph == {"subnet": (), "port": ("subnet",), "server": ("subnet", "port")}
-
-
-def test_components_take_no_time_and_a_component_parent_is_not_waited_for() -> None:
-    declared = [
-        Declared("comp", custom=False, dependencies=("a",)),
-        Declared("a", custom=True),
-        Declared("b", custom=True, parent="comp"),
-    ]
-    assert resolve_dependencies(declared) == {"a": (), "b": ()}
-
-
-def test_a_custom_parent_is_waited_for() -> None:
-    declared = [Declared("vm", custom=True), Declared("ext", custom=True, parent="vm")]
-    assert resolve_dependencies(declared) == {"vm": (), "ext": ("vm",)}
+    graph = engine_graph(declared)
+    # Not the components themselves, and not a custom resource's own child (ext).
+    assert graph["server"] == (ROOT, "subnet", "port")
+    assert graph["ext"] == ("port",)
 
 
 def test_depending_on_an_enclosing_component_skips_the_dependent_itself() -> None:
@@ -59,7 +62,7 @@ def test_depending_on_an_enclosing_component_skips_the_dependent_itself() -> Non
         Declared("sibling", custom=True, parent="comp"),
         Declared("me", custom=True, parent="comp", dependencies=("comp",)),
     ]
-    assert resolve_dependencies(declared)["me"] == ("sibling",)
+    assert engine_graph(declared)["me"] == ("comp", "sibling")
 
 
 def test_an_empty_component_adds_no_dependency_and_duplicates_collapse() -> None:
@@ -68,15 +71,48 @@ def test_an_empty_component_adds_no_dependency_and_duplicates_collapse() -> None
         Declared("a", custom=True),
         Declared("b", custom=True, dependencies=("empty", "a", "a")),
     ]
-    assert resolve_dependencies(declared)["b"] == ("a",)
+    assert engine_graph(declared)["b"] == (ROOT, "a")
 
 
-def test_an_unregistered_dependency_is_an_error() -> None:
-    with pytest.raises(GraphError, match="unregistered"):
-        resolve_dependencies([Declared("a", custom=True, dependencies=("ghost",))])
+def test_the_first_resource_of_a_package_brings_its_default_provider_which_all_wait_for() -> None:
+    declared = [
+        Declared("comp", custom=False),
+        Declared("subnet", custom=True, parent="comp", package="openstack"),
+        Declared("plug", custom=True, parent="comp", package="command"),
+        Declared("port", custom=True, parent="comp", dependencies=("subnet",), package="openstack"),
+    ]
+    graph = engine_graph(declared)
+    openstack, command = default_provider("openstack"), default_provider("command")
+    # Registered when the package's first resource arrives, so just before it in the order.
+    assert list(graph) == [ROOT, "comp", openstack, "subnet", command, "plug", "port"]
+    assert graph[openstack] == ("comp",)
+    assert graph["subnet"] == ("comp", openstack)
+    assert graph["port"] == ("comp", "subnet", openstack)
+    assert command not in graph["port"]
 
 
-# -- scheduling ----------------------------------------------------------------------------------
+def test_unregistered_dependencies_and_parents_are_errors() -> None:
+    with pytest.raises(GraphError, match="unregistered resource"):
+        engine_graph([Declared("a", custom=True, dependencies=("ghost",))])
+    with pytest.raises(GraphError, match="unregistered parent"):
+        engine_graph([Declared("a", custom=True, parent="ghost")])
+
+
+def test_a_component_step_waits_for_a_slot_so_its_children_wait_too() -> None:
+    # One slot: a slow volume registered first holds it; the network component behind it in
+    # the queue cannot run, so its subnet (which needs nothing else) starts only afterwards.
+    declared = [
+        Declared("volume", custom=True),
+        Declared("net", custom=False),
+        Declared("subnet", custom=True, parent="net"),
+    ]
+    graph = engine_graph(declared)
+    ops = [Op(urn, "test", deps) for urn, deps in graph.items()]
+    seconds = {ROOT: 0.05, "net": 0.05, "volume": 3.0, "subnet": 0.5}
+    result = schedule(ops, fixed_durations(seconds), parallel=1)
+    assert result.spans["net"].start == pytest.approx(3.05)
+    assert result.spans["subnet"].start == pytest.approx(3.1)
+    assert result.makespan == pytest.approx(3.6)
 
 
 def _ops(graph: Mapping[str, tuple[str, ...]]) -> list[Op]:
@@ -100,6 +136,17 @@ def test_one_slot_runs_everything_one_after_another() -> None:
     assert result.makespan == pytest.approx(sum(DIAMOND_SECONDS.values()))
     starts = sorted((s.start, n) for n, s in result.spans.items())
     assert [n for _, n in starts] == ["a", "b", "c", "d"]  # ties go in declaration order
+
+
+def test_what_became_ready_first_starts_first_whatever_the_declaration_order() -> None:
+    # Two slots. "late" is declared before "early" but only becomes ready at 1 s (its
+    # dependency ends then); "early" has been waiting since 0 s and takes the slot freed at
+    # 1 s: the engine's queue is first come, first served, nothing overtakes.
+    ops = [Op("a", "t"), Op("b", "t"), Op("late", "t", ("a",)), Op("early", "t")]
+    seconds = {"a": 1.0, "b": 10.0, "late": 1.0, "early": 4.0}
+    result = schedule(ops, fixed_durations(seconds), parallel=2)
+    assert result.spans["early"].start == pytest.approx(1.0)
+    assert result.spans["late"].start == pytest.approx(5.0)
 
 
 def test_a_bound_on_parallelism_delays_the_surplus() -> None:

@@ -76,7 +76,9 @@ def test_an_id_that_is_not_a_uuid(config: dict[str, Any], section: str, key: str
 def test_a_bad_service_network_cidr(config: dict[str, Any]) -> None:
     config["backend"]["service_network_cidr"] = "10.254.0.0/33"
     message = only_problem(config)
-    assert message.startswith("dhss:backend.service_network_cidr: '10.254.0.0/33' is not a network")
+    assert message.startswith(
+        "dhss:backend.service_network_cidr: '10.254.0.0/33' is not an IPv4 address or network"
+    )
 
 
 def test_a_cidr_with_host_bits_is_refused(config: dict[str, Any]) -> None:
@@ -199,7 +201,7 @@ def test_protocol_case_is_forgiven(config: dict[str, Any]) -> None:
             "access_type",
             "'user': the generic driver grants ip rules only",
         ),
-        ({"access_type": "ip", "access_to": "10.0.0.300"}, "access_to", "not an IP address"),
+        ({"access_type": "ip", "access_to": "10.0.0.300"}, "access_to", "not an IPv4 address"),
         ({"access_type": "ip", "access_to": "10.0.0.5/24"}, "access_to", "host bits set"),
         (
             {"access_type": "ip", "access_to": "10.0.0.5", "access_level": "rx"},
@@ -251,8 +253,8 @@ def test_an_unknown_key_suggests_the_nearest(config: dict[str, Any]) -> None:
     )
 
 
-def test_the_seeds_service_password_points_at_manilas_name(config: dict[str, Any]) -> None:
-    # The seed's [generic1] writes service_password; Manila's option is service_instance_password.
+def test_devstacks_service_password_points_at_manilas_name(config: dict[str, Any]) -> None:
+    # DevStack's [generic1] writes service_password; Manila's option is service_instance_password.
     config["backend"]["service_password"] = "manila"
     message = only_problem(config)
     assert message == (
@@ -284,7 +286,9 @@ def test_the_ovs_driver_needs_the_host(config: dict[str, Any]) -> None:
 
 def test_noop_driver_needs_the_ssh_source(config: dict[str, Any]) -> None:
     config["backend"]["interface_driver"] = "manila.network.linux.interface.NoopInterfaceDriver"
-    assert only_problem(config).startswith("dhss:backend.ssh_source_cidrs: required with Noop")
+    assert only_problem(config).startswith(
+        "dhss:backend.ssh_source_cidrs: required: there is no host port with NoopInterfaceDriver"
+    )
 
 
 def test_all_problems_are_reported_at_once(config: dict[str, Any]) -> None:

@@ -1,5 +1,6 @@
 """Pure tests of the host-port renderer and static checks of scripts/host_port.sh."""
 
+import ipaddress
 import shlex
 import subprocess
 from pathlib import Path
@@ -11,7 +12,6 @@ from hypothesis import strategies as st
 
 from dhss_components.host_port_script import (
     HEREDOC_DELIMITER,
-    INTERFACE_DRIVERS,
     SCRIPT_PATH,
     HostPortParams,
     InterfaceDriver,
@@ -20,6 +20,7 @@ from dhss_components.host_port_script import (
     render_plug_command,
     render_unplug_command,
 )
+from dhss_components.interface_drivers import INTERFACE_DRIVERS
 
 VENV_BIN = Path(__file__).resolve().parents[1] / ".venv" / "bin"
 PORT_ID = "abcdef01-1234-5678-90ab-cdef01234567"
@@ -79,11 +80,12 @@ def test_device_names_fit_linux_and_keep_the_prefix(port_id):
 
 
 def test_interface_drivers_map_manila_class_paths():
-    assert INTERFACE_DRIVERS == {
+    assert {path: row.name for path, row in INTERFACE_DRIVERS.items()} == {
         "manila.network.linux.interface.OVSInterfaceDriver": "ovs",
         "manila.network.linux.interface.BridgeInterfaceDriver": "bridge",
         "manila.network.linux.interface.NoopInterfaceDriver": "noop",
     }
+    assert [row.plugs_host_port for row in INTERFACE_DRIVERS.values()] == [True, True, False]
     assert interface_driver("manila.network.linux.interface.NoopInterfaceDriver") == "noop"
 
 
@@ -93,7 +95,7 @@ def test_unknown_interface_driver_names_the_choices():
 
 
 def test_plug_command_argv_and_embedded_script():
-    p = params(cidrs=("10.254.0.2/28", "10.254.0.18/28"), clear_cidrs=("10.0.0.0/24",))
+    p = params(cidrs=("10.254.0.2/28", "10.254.0.18/28"))
     argv, body = split_command(render_plug_command(p))
     assert argv == [
         "bash", "-s", "--", "plug",
@@ -104,7 +106,6 @@ def test_plug_command_argv_and_embedded_script():
         "--cidr", "10.254.0.2/28",
         "--cidr", "10.254.0.18/28",
         "--bridge", "br-int",
-        "--clear-cidr", "10.0.0.0/24",
     ]  # fmt: skip
     assert body.encode() == SCRIPT_PATH.read_bytes()
 
@@ -113,7 +114,7 @@ def test_unplug_command_argv_and_embedded_script():
     argv, body = split_command(render_unplug_command(params(driver="bridge", bridge="br-x")))
     assert argv == [
         "bash", "-s", "--", "unplug", "--driver", "bridge", "--device", "ns-abcdef01-12",
-        "--bridge", "br-x",
+        "--port-id", PORT_ID, "--bridge", "br-x",
     ]  # fmt: skip
     assert body.encode() == SCRIPT_PATH.read_bytes()
 
@@ -144,12 +145,9 @@ def test_arguments_survive_the_shell(port_id, mac, cidrs, driver):
 
 
 def test_params_normalise_mac_and_cidrs():
-    p = params(
-        mac_address="FA:16:3E:AB:CD:EF", cidrs=["10.254.0.2/28"], clear_cidrs=["10.0.0.0/24"]
-    )
+    p = params(mac_address="FA:16:3E:AB:CD:EF", cidrs=["10.254.0.2/28"])
     assert p.mac_address == "fa:16:3e:ab:cd:ef"
     assert p.cidrs == ("10.254.0.2/28",)
-    assert p.clear_cidrs == ("10.0.0.0/24",)
 
 
 @pytest.mark.parametrize(
@@ -163,7 +161,6 @@ def test_params_normalise_mac_and_cidrs():
         ({"cidrs": ("fd00::2/64",)}, r"IPv4"),
         ({"cidrs": ("10.254.0.2/28", "10.254.0.2/27")}, r"twice"),
         ({"cidrs": "10.254.0.2/28"}, r"sequence"),
-        ({"clear_cidrs": ("10.0.0.4/24",)}, r"IPv4 subnet like 10.0.0.0/24"),
         ({"bridge": "br int"}, r"interface name"),
     ],
 )
@@ -218,8 +215,21 @@ def test_noop_driver_runs_and_does_nothing(render):
              "--cidr", "10.0.0.1"],
             "is not an IPv4 address with a prefix length",
         ),
-        (["unplug", "--driver", "bridge", "--device", "tap0"], "starts with ns-"),
+        (["unplug", "--driver", "ovs", "--device", "tap0"], "--port-id is required"),
+        (["unplug", "--driver", "ovs", "--device", "tap0", "--port-id", "x/.."], "Neutron port id"),
+        (["unplug", "--driver", "bridge", "--device", "tap0", "--port-id", "x"], "starts with ns-"),
         (["unplug", "--driver", "ovs", "--device", "much-too-long-name"], "interface name"),
+        (
+            ["plug", "--driver", "ovs", "--device", "tap0", "--port-id", "x", "--mac", MAC,
+             "--cidr", "10.0.0.256/24"],
+            "is not an IPv4 address with a prefix length",
+        ),
+        (
+            ["plug", "--driver", "ovs", "--device", "tap0", "--port-id", "x", "--mac", MAC,
+             "--cidr", "10.0.0.1/33"],
+            "is not an IPv4 address with a prefix length",
+        ),
+        (["plug", "--driver", "ovs", "--clear-cidr", "10.0.0.0/24"], "unknown option --clear-cidr"),
     ],
 )  # fmt: skip
 def test_script_rejects_bad_arguments_before_touching_anything(args, message):
@@ -229,3 +239,25 @@ def test_script_rejects_bad_arguments_before_touching_anything(args, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert "usage: host_port.sh plug" in result.stderr
+
+
+def script_functions() -> str:
+    """The script without its last line (`main "$@"`): its settings and functions only."""
+    lines = SCRIPT_PATH.read_text().rstrip("\n").splitlines()
+    assert lines[-1] == 'main "$@"'
+    return "\n".join(lines[:-1]) + "\n"
+
+
+# The routes that keep the port's subnets' traffic on the port are the subnet's two halves:
+# longer than any other route to the subnet itself, and covering all of it.
+@given(st.lists(interfaces, min_size=1, max_size=30))
+def test_subnet_halves_cover_the_subnet_with_longer_prefixes(cidrs):
+    script = script_functions()
+    script += 'for cidr in "$@"; do echo "$cidr:" $(subnet_halves "$cidr"); done\n'
+    result = subprocess.run(
+        ["bash", "-c", script, "bash", *cidrs], capture_output=True, text=True, check=True
+    )
+    for cidr, line in zip(cidrs, result.stdout.splitlines(), strict=True):
+        network = ipaddress.IPv4Interface(cidr).network
+        expected = [] if network.prefixlen == 32 else list(network.subnets(prefixlen_diff=1))
+        assert line.split() == [f"{cidr}:", *map(str, expected)]

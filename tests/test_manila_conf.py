@@ -1,8 +1,10 @@
-"""from-manila-conf: a manila.conf backend section becomes dhss:backend, secrets never in YAML."""
+"""The manila.conf importer: a backend section becomes dhss:backend; a password is never in
+the YAML nor printed, only the command that stores it."""
 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,23 +13,23 @@ from typing import Any
 import pytest
 import yaml
 
-from dhss_components import plan
 from dhss_components.config import parse_stack_config
 from dhss_components.manila_conf import main
-from dhss_components.simulated_cloud import DEVSTACK_TENANT_NET, DEVSTACK_TENANT_SUBNET
+from dhss_components.plan.__main__ import main as plan_main
+from tests.clouds import DEVSTACK_TENANT_NET, DEVSTACK_TENANT_SUBNET
 from tests.stack_run import write_key_pair
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The seed's [generic1] section, as written in shared/reference/
-# seed-manila-dhss-generic-driver.md ("Config in generic"), its `service_password` included.
-SEED_GENERIC1 = """\
+# A DevStack-style [generic1] section, with the look-alike `service_password` (Manila's option
+# is service_instance_password) that such sections often carry.
+DEVSTACK_GENERIC1 = """\
 [generic1]
 admin_subnet_id = 2c745913-7766-45b3-abfc-33a527e5185b
 admin_network_id = dd07dbd2-cb02-4ef3-a8c0-5b3e75013c92
 driver_handles_share_servers = True
 service_instance_user = manila
-service_password = manila
+service_password = l00k-alike-secret
 service_image_name = manila-service-image-master
 path_to_private_key = /opt/stack/.ssh/id_rsa
 path_to_public_key = /opt/stack/.ssh/id_rsa.pub
@@ -36,10 +38,19 @@ share_driver = manila.share.drivers.generic.GenericShareDriver
 """
 
 
+HOSTNAME = "manila-share-1"
+"""This machine's host name, as the importer sees it in these tests."""
+
+
+@pytest.fixture(autouse=True)
+def _hostname(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket, "gethostname", lambda: HOSTNAME)
+
+
 def run(
     capsys: pytest.CaptureFixture[str], conf: Path, *args: str, backend: str = "generic1"
 ) -> tuple[int, str, str]:
-    code = main(["from-manila-conf", str(conf), "--backend", backend, *args])
+    code = main([str(conf), "--backend", backend, *args])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -55,10 +66,10 @@ def backend_of(out: str) -> dict[str, Any]:
     return backend
 
 
-def test_the_seed_section_imports_without_its_password_in_the_yaml(
+def test_a_devstack_section_imports_without_its_password(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    code, out, err = run(capsys, write(tmp_path, SEED_GENERIC1))
+    code, out, err = run(capsys, write(tmp_path, DEVSTACK_GENERIC1))
     assert code == 0
     backend = backend_of(out)
     assert backend == {
@@ -71,25 +82,31 @@ def test_the_seed_section_imports_without_its_password_in_the_yaml(
         "path_to_public_key": "/opt/stack/.ssh/id_rsa.pub",
         "share_backend_name": "GENERIC1",
         "share_driver": "manila.share.drivers.generic.GenericShareDriver",
-        # Manila's fallback when neither the section nor [DEFAULT] host sets it.
-        "service_network_host": backend["service_network_host"],
+        # Neither the section nor [DEFAULT] sets it: Manila's default, this machine's name.
+        "service_network_host": "manila-share-1",
     }
-    assert "password" not in out
-    assert "manila\n" not in out.split("service_instance_user: manila\n", 1)[1]
-    # The near-miss is named, with Manila's real option...
+    assert (
+        "service_network_host: manila-share-1  # Manila's default, this machine's host name: "
+        "check it is the manila-share host (openstack network agent list)" in out
+    )
+    # The look-alike's value is nowhere: not in the YAML, not on stderr.
+    assert "l00k-alike-secret" not in out + err
     assert (
         "ignored: service_password: not an option of Manila's generic driver (Manila ignores "
-        "it); did you mean service_instance_password?" in err
+        "it); did you mean service_instance_password? If so, store its value as "
+        "service_instance_password (the secret command below)" in err
     )
-    # ...and its value goes only into a clearly labelled secret command.
-    assert "# service_password from [generic1], if it meant service_instance_password:" in err
-    assert "pulumi config set --secret --path dhss:backend.service_instance_password manila" in err
+    assert err.endswith(
+        "  # the value of service_password in [generic1], if it meant "
+        "service_instance_password:\n"
+        "  pulumi config set --secret --path dhss:backend.service_instance_password\n"
+    )
 
 
-def test_the_imported_seed_loads_and_runs_under_the_plan(
+def test_the_imported_section_loads_and_runs_under_the_plan(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    _, out, _ = run(capsys, write(tmp_path, SEED_GENERIC1))
+    _, out, _ = run(capsys, write(tmp_path, DEVSTACK_GENERIC1))
     config = yaml.safe_load(out)["config"]
     config["dhss:shareNetwork"] = {
         "neutron_net_id": DEVSTACK_TENANT_NET,
@@ -116,10 +133,10 @@ def test_the_imported_seed_loads_and_runs_under_the_plan(
     assert spec.backend.admin_subnet_id == "2c745913-7766-45b3-abfc-33a527e5185b"
     assert spec.backend.service_instance_password is None
 
-    # And the plan runs it as written (the seed's key files are not on this machine).
+    # And the plan runs it as written (the section's key files are not on this machine).
     (tmp_path / "Pulumi.yaml").write_text("name: manila-dhss\nruntime: python\n")
-    (tmp_path / "Pulumi.seed.yaml").write_text(yaml.safe_dump({"config": config}))
-    code = plan.main(["--stack", "seed", "--cwd", str(tmp_path), "--format", "json"])
+    (tmp_path / "Pulumi.devstack.yaml").write_text(yaml.safe_dump({"config": config}))
+    code = plan_main(["--stack", "devstack", "--cwd", str(tmp_path), "--format", "json"])
     document = json.loads(capsys.readouterr().out)
     assert code == 0
     assert any("/opt/stack/.ssh/id_rsa, which does not exist" in n for n in document["notices"])
@@ -235,10 +252,91 @@ service_imag_name = typo-image
         "service_image_name?" in err
     )
     assert "note: [generic1] is not in [DEFAULT] enabled_share_backends (lvm)" in err
-    assert (
-        "pulumi config set --secret --path --stack tenant-a "
-        "dhss:backend.service_instance_password 's3cret pass'" in err
+
+
+def test_a_password_is_never_printed_only_the_command_that_prompts_for_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    conf = write(
+        tmp_path,
+        "[generic1]\ndriver_handles_share_servers = True\n"
+        "service_instance_password =  s3cret pass \n",
     )
+
+    code, out, err = run(capsys, conf, "--stack", "tenant-a")
+
+    assert code == 0
+    assert "s3cret" not in out + err
+    # Without a value the Pulumi CLI asks for it (and reads it from stdin when piped).
+    assert err.splitlines()[-3:] == [
+        "secrets are not in the YAML; to store them in the stack (encrypted), run each command "
+        "below and type the value when the Pulumi CLI asks for it:",
+        "  # the value of service_instance_password in [generic1]:",
+        "  pulumi config set --secret --path --stack tenant-a "
+        "dhss:backend.service_instance_password",
+    ]
+
+
+@pytest.mark.parametrize("real_first", [True, False])
+def test_with_the_real_option_and_its_look_alike_one_command_for_the_real_one(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, real_first: bool
+) -> None:
+    real, look_alike = "service_instance_password = real-one", "service_password = other-one"
+    first, second = (real, look_alike) if real_first else (look_alike, real)
+    conf = write(tmp_path, f"[generic1]\ndriver_handles_share_servers = True\n{first}\n{second}\n")
+
+    code, out, err = run(capsys, conf)
+
+    assert code == 0
+    commands = [line for line in err.splitlines() if "pulumi config set" in line]
+    assert commands == [
+        "  pulumi config set --secret --path dhss:backend.service_instance_password"
+    ]
+    assert "  # the value of service_instance_password in [generic1]:" in err
+    assert (
+        "ignored: service_password: not an option of Manila's generic driver (Manila ignores "
+        "it); it looks like service_instance_password, which [generic1] sets too, and that is "
+        "the one Manila uses" in err
+    )
+    assert "real-one" not in out + err
+    assert "other-one" not in out + err
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "[generic1]\ndriver_handles_share_servers = True\n\n[lvm]\nshare_driver = x\n\n"
+            "[generic1]\nservice_instance_user = root\n",
+            "[generic1] appears 2 times (lines 1, 7); oslo.config merges them, the later values "
+            "winning: keep one",
+        ),
+        (
+            "[DEFAULT]\nhost = a\n[generic1]\ndriver_handles_share_servers = True\n"
+            "[DEFAULT]\nhost = b\n",
+            "[DEFAULT] appears 2 times (lines 1, 5); oslo.config merges them, the later values "
+            "winning: keep one",
+        ),
+    ],
+)
+def test_two_sections_of_one_name_are_an_error_naming_their_lines(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str, message: str
+) -> None:
+    code, out, err = run(capsys, write(tmp_path, text))
+
+    assert (code, out) == (2, "")
+    assert err == f"manila_conf: {message}\n"
+
+
+def test_a_repeated_section_the_import_does_not_read_is_left_to_manila(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    text = "[lvm]\na = 1\n[generic1]\ndriver_handles_share_servers = True\n[lvm]\na = 2\n"
+
+    code, out, _ = run(capsys, write(tmp_path, text))
+
+    assert code == 0
+    assert backend_of(out)["driver_handles_share_servers"] is True
 
 
 @pytest.mark.parametrize(
@@ -287,24 +385,46 @@ def test_bad_files_get_a_clear_error_and_exit_2(
     assert "Traceback" not in err
 
 
-def test_missing_and_binary_files_exit_2(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "nope.conf: no such file; check the path"),
+        (
+            b"[generic1]\nservice_instance_password = caf\xe9\n",
+            "manila.conf, line 2, column 32: not UTF-8 text (byte 0xe9); save the file as UTF-8",
+        ),
+        (b"\x00\xff\xfe[generic1]\x80", "manila.conf, line 1, column 2: not UTF-8 text"),
+        (b"[generic1]\n\x00\n", "manila.conf, line 2, column 1: a NUL byte: this is not a text"),
+        (
+            b"[generic1]\nservice_instance_password hunter2\n",
+            "manila.conf: not an INI file like manila.conf (line 2: neither a [section], an "
+            "option = value nor a comment)",
+        ),
+        (
+            b"[generic1]\n#" + b"x" * (1 << 20),
+            "manila.conf: larger than 1024 KiB, the limit for this file; is it the right file?",
+        ),
+    ],
+)
+def test_a_file_that_cannot_be_read_is_one_line_without_its_text(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, content: bytes | None, message: str
 ) -> None:
-    code, out, err = run(capsys, tmp_path / "nope.conf")
+    conf = tmp_path / ("nope.conf" if content is None else "manila.conf")
+    if content is not None:
+        conf.write_bytes(content)
+
+    code, out, err = run(capsys, conf)
+
     assert (code, out) == (2, "")
-    assert "nope.conf: no such file" in err
-    binary = tmp_path / "manila.conf"
-    binary.write_bytes(b"\x00\xff\xfe[generic1]\x80")
-    code, out, err = run(capsys, binary)
-    assert (code, out) == (2, "")
-    assert "not a text file" in err
+    assert err.startswith(f"manila_conf: {tmp_path}/{message}")
+    assert err.count("\n") == 1
+    assert "hunter2" not in err
 
 
 def test_the_command_line_entry_point(tmp_path: Path) -> None:
-    conf = write(tmp_path, SEED_GENERIC1)
-    command = ["-m", "dhss_components.config", "from-manila-conf", str(conf)]
+    conf = write(tmp_path, DEVSTACK_GENERIC1)
     result = subprocess.run(
-        [sys.executable, *command, "--backend", "generic1"],
+        [sys.executable, "-m", "dhss_components.manila_conf", str(conf), "--backend", "generic1"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -312,4 +432,7 @@ def test_the_command_line_entry_point(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert backend_of(result.stdout)["share_backend_name"] == "GENERIC1"
-    assert "service_instance_password manila" in result.stderr
+    assert "pulumi config set --secret --path dhss:backend.service_instance_password\n" in (
+        result.stderr
+    )
+    assert "l00k-alike-secret" not in result.stdout + result.stderr

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 
 from dhss_components.naming import service_subnet_name
-from dhss_components.simulated_cloud import (
+from dhss_components.simulated_cloud import SimulatedCloud
+from tests.clouds import (
     DEVSTACK_ADMIN_NET,
     DEVSTACK_SERVICE_NET,
     DEVSTACK_TENANT_NET,
     DEVSTACK_TENANT_SUBNET,
-    SimulatedCloud,
 )
 from tests.stack_run import StackRun, run_stack, with_admin
 
@@ -98,7 +98,7 @@ def test_mode_c_direct_with_admin(cloud: SimulatedCloud, config: dict[str, Any])
     host_ports = [
         p.inputs for p in cloud.created(PORT) if p.inputs.get("deviceOwner") == "manila:share"
     ]
-    assert [p["deviceId"] for p in host_ports] == ["manila-admin-share"]
+    assert [kind(p["deviceId"]) for p in host_ports] == ["manila-dhss-admin-share"]
     ssh_rules = [
         r.inputs["remoteIpPrefix"]
         for r in cloud.created("openstack:networking/secGroupRule:SecGroupRule")
@@ -122,13 +122,15 @@ def test_mode_d_router_with_admin(cloud: SimulatedCloud, config: dict[str, Any])
         for p in cloud.created(PORT)
         if p.inputs.get("deviceOwner") == "manila:share"
     )
-    assert host_ports == ["manila-admin-share", "manila-share"]
+    assert [kind(p) for p in host_ports] == ["manila-dhss-admin-share", "manila-dhss-share"]
 
 
 def test_the_host_port_is_manilas(cloud: SimulatedCloud, config: dict[str, Any]) -> None:
     run = run_stack(cloud, config)
     port = run.inputs(PORT, "host-service-port")
-    assert port["deviceId"] == "manila-share"
+    server_id = run.outputs["share_server"]["share_server_id"]
+    # Manila's manila-share, made this server's own: Manila finds its own port by that name.
+    assert port["deviceId"] == f"manila-dhss-share-{server_id}"
     assert port["deviceOwner"] == "manila:share"
     assert port["binding"] == {"hostId": "devstack"}
     assert port["portSecurityEnabled"] is False
@@ -145,7 +147,8 @@ def test_the_noop_driver_plugs_nothing(cloud: SimulatedCloud, config: dict[str, 
     config["backend"]["interface_driver"] = NOOP
     config["backend"]["ssh_source_cidrs"] = ["192.0.2.10/32"]
     run = run_stack(cloud, config)
-    assert cloud.created("command:local:Command") == []
+    local = [r.name for r in cloud.created("command:local:Command")]
+    assert local == ["share-server-ssh-ready"]  # no plug; only the wait for sshd
     assert not [p for p in cloud.created(PORT) if p.inputs.get("deviceOwner") == "manila:share"]
     ssh = run.inputs("openstack:networking/secGroupRule:SecGroupRule", "tcp-22-")
     assert ssh["remoteIpPrefix"] == "192.0.2.10/32"
@@ -231,3 +234,8 @@ def test_several_shares(cloud: SimulatedCloud, config: dict[str, Any]) -> None:
     assert (445, "10.0.0.0/26") in sources
     assert (445, "10.0.0.7/32") not in sources
     assert not any(prefix == "0.0.0.0/0" for _, prefix in sources)
+
+
+def kind(device_id: str) -> str:
+    """A host port's device id without the share server id it ends with."""
+    return device_id.rsplit("-", 5)[0]

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from dhss_components.plan import main, reduced_edges
+from dhss_components.plan.__main__ import main
+from dhss_components.plan.build import reduced_edges
 from dhss_components.share_script import share_script
 from tests.stack_run import write_key_pair
 
@@ -191,8 +192,10 @@ def test_json_never_holds_a_credential(dev_json: dict[str, Any]) -> None:
     assert connection["privateKey"] == "[secret]"
     assert connection["user"] == "manila"
     assert set(connection) <= {"host", "port", "user", "dialErrorLimit", "perDialTimeout"} | {
-        "privateKey"
+        "privateKey",
+        "hostKey",  # the public half the commands pin (never the private key)
     }
+    assert connection["hostKey"].startswith("ssh-ed25519 ")
 
 
 def test_the_same_stack_plans_the_same_way_twice(
@@ -231,7 +234,7 @@ def test_config_problems_are_listed_and_exit_2(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     config = dev_config()
-    config["dhss:backend"]["service_password"] = "manila"  # the seed's near-miss
+    config["dhss:backend"]["service_password"] = "manila"  # DevStack's near-miss
     config["dhss:backend"]["driver_handles_share_servers"] = False
     write_stack(tmp_path, config)
     code, out, err = plan(capsys, "--stack", "t1", "--cwd", str(tmp_path))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ from dhss_components.share_script import (
     render_delete_command,
     render_ensure_command,
 )
-from dhss_components.simulated_cloud import SECRET_SIG, SimulatedCloud, devstack_cloud
+from dhss_components.simulated_cloud import SECRET_SIG, SimulatedCloud
+from tests.clouds import devstack_cloud
 from tests.stack_run import run_stack
 
 COMMAND = "command:remote:Command"
@@ -98,16 +100,16 @@ def test_the_command_is_the_rendered_script_byte_for_byte(
     share = run.outputs["shares"]["projects"]
     params = ShareScriptParams(
         name="projects",
-        volume_id=share["volume_id"],
         protocol="NFS",
         size_gib=10,
-        clients=(AccessClient("rw", "10.0.0.0/26"),),
+        clients=(AccessClient("rw", ipaddress.IPv4Network("10.0.0.0/26")),),
         mount_root="/shares",
         fstype="ext4",
         device_timeout=120,
     )
     command = run.inputs(COMMAND)
-    assert command["create"] == command["update"] == render_ensure_command(params)
+    ensure = render_ensure_command(params, share["volume_id"])
+    assert command["create"] == command["update"] == ensure
     assert command["delete"] == render_delete_command(params)
 
 
@@ -147,7 +149,8 @@ def test_a_new_image_under_the_same_name_never_rebuilds(
 ) -> None:
     run = run_stack(cloud, config)
     server = run.monitor.named("share-server-instance-server")
-    assert set(server.ignore_changes) == {"imageId", "imageName"}
+    # (and no new host key in its user data: docs in the README's Safety section)
+    assert set(server.ignore_changes) == {"imageId", "imageName", "userData"}
 
 
 def _export_inputs(cloud: SimulatedCloud) -> dict[str, Any]:
@@ -240,3 +243,13 @@ def test_names_never_collide_between_tenants(cloud: SimulatedCloud, config: dict
         "10.254.0.0/28",
         "10.254.0.16/28",
     )
+
+
+def test_a_replaced_server_or_keypair_frees_what_it_holds_first(
+    cloud: SimulatedCloud, config: dict[str, Any]
+) -> None:
+    # The server's ports outlive it (Nova refuses a port another server holds), and a new
+    # keypair takes the old one's name (Nova refuses a second): both go before their successor.
+    run = run_stack(cloud, config)
+    assert run.monitor.named("share-server-instance-server").delete_before_replace
+    assert run.monitor.named("share-server-instance-keypair").delete_before_replace

@@ -15,73 +15,93 @@ from dhss_components.service_subnet import (
     host_port_address,
 )
 
+Net = ipaddress.IPv4Network
+POOL = Net("10.254.0.0/16")
+
+
+def choose(pool: str, mask: int, taken: list[str]) -> str:
+    return str(choose_service_subnet_cidr(Net(pool), mask, [Net(c) for c in taken]))
+
 
 def test_manilas_vectors() -> None:
-    assert choose_service_subnet_cidr("99.254.0.0/24", 27, []) == "99.254.0.0/27"
+    # manila/tests/share/drivers/test_service_instance.py:2307-2337 (Manila 22.0.0)
+    assert choose("99.254.0.0/24", 27, []) == "99.254.0.0/27"
     used = [f"99.254.0.{i * 32}/27" for i in range(8)]
     with pytest.raises(NoFreeServiceSubnet, match="no free /27 is left"):
-        choose_service_subnet_cidr("99.254.0.0/24", 27, used)
-    assert choose_service_subnet_cidr("10.254.0.0/16", 28, []) == "10.254.0.0/28"
-    assert choose_service_subnet_cidr("10.254.0.0/16", 28, ["10.254.0.0/28"]) == "10.254.0.16/28"
+        choose("99.254.0.0/24", 27, used)
+    assert choose("10.254.0.0/16", 28, []) == "10.254.0.0/28"
+    assert choose("10.254.0.0/16", 28, ["10.254.0.0/28"]) == "10.254.0.16/28"
 
 
 def test_an_older_mask_is_seen_as_taken() -> None:
-    assert choose_service_subnet_cidr("10.254.0.0/16", 28, ["10.254.0.0/26"]) == "10.254.0.64/28"
+    assert choose("10.254.0.0/16", 28, ["10.254.0.0/26"]) == "10.254.0.64/28"
 
 
 def test_a_wider_foreign_subnet_is_seen_as_taken() -> None:
-    assert choose_service_subnet_cidr("10.254.0.0/16", 28, ["10.254.0.0/17"]) == "10.254.128.0/28"
+    assert choose("10.254.0.0/16", 28, ["10.254.0.0/17"]) == "10.254.128.0/28"
 
 
-def test_the_own_cidr_never_moves() -> None:
-    assert choose_service_subnet_cidr("10.254.0.0/16", 28, [], own_cidr="10.254.3.0/28") == (
-        "10.254.3.0/28"
+def test_the_tenants_own_subnet_on_the_router_is_avoided() -> None:
+    # The tenant's 10.0.0.0/26 sits on the router the service subnet joins: Neutron would
+    # refuse a router interface on 10.0.0.0/28.
+    assert choose("10.0.0.0/16", 28, ["10.0.0.0/26"]) == "10.0.0.64/28"
+
+
+def test_ipv6_subnets_take_nothing_from_an_ipv4_pool() -> None:
+    assert choose_service_subnet_cidr(POOL, 28, [ipaddress.IPv6Network("::/0")]) == Net(
+        "10.254.0.0/28"
     )
 
 
 def test_host_port_and_pool() -> None:
-    assert host_port_address("10.254.0.16/28") == "10.254.0.30"
-    assert allocation_pool("10.254.0.16/28", with_gateway=True) == ("10.254.0.18", "10.254.0.29")
-    assert allocation_pool("10.254.0.16/28", with_gateway=False) == ("10.254.0.17", "10.254.0.29")
+    assert str(host_port_address(Net("10.254.0.16/28"))) == "10.254.0.30"
+    assert tuple(map(str, allocation_pool(Net("10.254.0.16/28"), with_gateway=True))) == (
+        "10.254.0.18",
+        "10.254.0.29",
+    )
+    assert tuple(map(str, allocation_pool(Net("10.254.0.16/28"), with_gateway=False))) == (
+        "10.254.0.17",
+        "10.254.0.29",
+    )
 
 
 existing_subnets = st.lists(
     st.builds(
-        lambda address, prefix: str(
-            ipaddress.ip_network(f"10.254.{address >> 8}.{address & 255}/{prefix}", strict=False)
+        lambda address, prefix: ipaddress.IPv4Network(
+            f"10.254.{address >> 8}.{address & 255}/{prefix}", strict=False
         ),
         st.integers(0, 2**16 - 1),
-        st.integers(20, 29),
+        st.integers(17, 29),
     ),
     max_size=12,
 )
 
 
+def free_blocks(taken: list[Net], mask: int) -> list[Net]:
+    return [b for b in POOL.subnets(new_prefix=mask) if not any(b.overlaps(t) for t in taken)]
+
+
 @given(existing=existing_subnets, mask=st.integers(24, 29))
-def test_the_choice_overlaps_nothing_and_is_the_first_free(existing: list[str], mask: int) -> None:
-    try:
-        chosen = ipaddress.IPv4Network(choose_service_subnet_cidr("10.254.0.0/16", mask, existing))
-    except NoFreeServiceSubnet:
+def test_the_choice_is_the_first_free_block_or_a_clear_refusal(
+    existing: list[Net], mask: int
+) -> None:
+    free = free_blocks(existing, mask)
+    if not free:
+        # Refused only when every block really overlaps something.
+        with pytest.raises(NoFreeServiceSubnet, match=f"no free /{mask}"):
+            choose_service_subnet_cidr(POOL, mask, existing)
         return
-    taken = [ipaddress.IPv4Network(c) for c in existing]
+    chosen = choose_service_subnet_cidr(POOL, mask, existing)
+    assert chosen == free[0]
     assert chosen.prefixlen == mask
-    assert chosen.subnet_of(ipaddress.IPv4Network("10.254.0.0/16"))
-    assert not any(chosen.overlaps(t) for t in taken)
-    # Nothing free comes before it: the same layout always gives the same answer.
-    for earlier in ipaddress.ip_network("10.254.0.0/16").subnets(new_prefix=mask):
-        if earlier == chosen:
-            break
-        assert any(earlier.overlaps(t) for t in taken)
+    assert chosen.subnet_of(POOL)
+    assert not any(chosen.overlaps(t) for t in existing)
 
 
-@given(existing=existing_subnets)
-def test_the_host_port_is_outside_the_pool(existing: list[str]) -> None:
-    try:
-        cidr = choose_service_subnet_cidr("10.254.0.0/16", 28, existing)
-    except NoFreeServiceSubnet:
-        return
+@given(cidr=st.builds(lambda n: Net((n << 4, 28)), st.integers(0, 2**28 - 1)))
+def test_the_host_port_is_outside_the_pool(cidr: Net) -> None:
     start, end = allocation_pool(cidr, with_gateway=True)
-    host = ipaddress.IPv4Address(host_port_address(cidr))
-    network = ipaddress.IPv4Network(cidr)
-    assert ipaddress.IPv4Address(end) < host < network.broadcast_address
-    assert ipaddress.IPv4Address(start) > network.network_address + 1
+    host = host_port_address(cidr)
+    assert end < host < cidr.broadcast_address
+    assert start > cidr.network_address + 1
+    assert start <= end

@@ -6,20 +6,27 @@ Neutron then refuses the second subnet. So before any stack runs, the fleet deci
 tenant's block here, in one place, and pins it in the tenant's config
 (``dhss:shareNetwork.service_subnet_cidr``).
 
-The rules:
-- a block, once given to a tenant, stays that tenant's (the ledger remembers it), whatever
+The ledger alone knows only what this fleet gave. Before allocating, the fleet reads what
+each service network holds from the cloud itself (survey.py): Manila's own service subnets,
+stacks made elsewhere, another fleet's tenants. The rules:
+- a tenant whose service subnet exists (found by Manila's name for it) keeps its CIDR, and a
+  block, once given to a tenant, stays that tenant's (the ledger remembers it), whatever
   tenants are added or removed around it;
 - a tenant that pins its own CIDR in the tenants file gets exactly that one;
 - a removed tenant keeps its block reserved until its stack is destroyed (its subnet may
   still exist);
-- new tenants, in name order, get the first block that overlaps nothing already given, by
-  the same rule a single stack uses (``choose_service_subnet_cidr``).
+- new tenants, in name order, get the first block that overlaps nothing already given and
+  nothing the network holds, by the same rule a single stack uses
+  (``choose_service_subnet_cidr``);
+- a block given but never made (the tenant's first ``up`` has not made its subnet), which a
+  subnet made meanwhile by someone else now overlaps, is given again: Neutron would refuse
+  it. A tenant that has its subnet never moves.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..config import Problem
@@ -35,12 +42,23 @@ class SubnetRequest:
 
     tenant: str
     network_id: str
-    pool: str
+    pool: ipaddress.IPv4Network
     """service_network_cidr."""
     mask: int
     """service_network_division_mask."""
-    pinned: str | None = None
+    pinned: ipaddress.IPv4Network | None = None
     """The tenant's own dhss:shareNetwork.service_subnet_cidr, if the file sets one."""
+    subnet_name: str = ""
+    """Manila's name for the tenant's service subnet (it carries the tenant subnet's id)."""
+
+
+@dataclass(frozen=True)
+class HeldSubnet:
+    """A subnet the service network holds in the cloud, whoever made it."""
+
+    id: str
+    name: str
+    cidr: str
 
 
 @dataclass(frozen=True)
@@ -67,18 +85,26 @@ def _overlap(cidr: str, taken: Mapping[str, str], tenant: str) -> str | None:
     return None
 
 
+def _held_overlap(cidr: str, held: Sequence[HeldSubnet]) -> HeldSubnet | None:
+    network = ipaddress.ip_network(cidr)
+    return next((h for h in held if network.overlaps(ipaddress.ip_network(h.cidr))), None)
+
+
 def allocate_service_subnets(
     requests: Iterable[SubnetRequest],
     ledger: Ledger,
     remembered: Mapping[str, str] | None = None,
+    held: Mapping[str, Sequence[HeldSubnet]] | None = None,
 ) -> Allocation:
     """Give every request a block; raise AllocationError naming the tenants in conflict.
 
     ``remembered`` holds CIDRs learnt elsewhere for tenants the ledger does not know (the
     service subnet in the state of a stack made before the ledger knew it);
-    they count as given.
+    they count as given. ``held`` is what each service network holds in the cloud, by
+    network id.
     """
     remembered = remembered or {}
+    held = held or {}
     by_network: dict[str, list[SubnetRequest]] = {}
     for request in requests:
         by_network.setdefault(request.network_id, []).append(request)
@@ -89,35 +115,71 @@ def allocate_service_subnets(
     problems: list[Problem] = []
     for network_id, group in sorted(by_network.items()):
         taken = result.setdefault(network_id, {})
+        in_cloud = held.get(network_id, ())
+        own = {
+            r.tenant: h
+            for r in group
+            for h in in_cloud
+            if r.subnet_name and h.name == r.subnet_name
+        }
+        others = [h for h in in_cloud if h not in own.values()]
         for request in group:
             if request.tenant not in taken and request.tenant in remembered:
                 taken[request.tenant] = remembered[request.tenant]
+            if request.tenant in own and request.pinned is None:
+                # Its subnet exists: the cloud says which block it has.
+                taken[request.tenant] = own[request.tenant].cidr
         for request in group:
             if request.pinned is None:
                 continue
-            taken[request.tenant] = str(ipaddress.IPv4Network(request.pinned))
+            taken[request.tenant] = str(request.pinned)
         for request in group:
             if request.pinned is None:
                 continue
+            where = f"tenants[{request.tenant}].shareNetwork.service_subnet_cidr"
             other = _overlap(taken[request.tenant], taken, request.tenant)
             if other is not None:
                 problems.append(
                     Problem(
-                        f"tenants[{request.tenant}].shareNetwork.service_subnet_cidr",
+                        where,
                         f"{request.pinned} overlaps {taken[other]}, the service subnet of "
                         f"tenant {other} on service network {network_id}; pick a free block "
                         "or remove the key to let the fleet choose",
                     )
                 )
+            holder = None if request.tenant in own else _held_overlap(str(request.pinned), others)
+            if holder is not None:
+                problems.append(
+                    Problem(
+                        where,
+                        f"{request.pinned} overlaps {holder.cidr}, which subnet {holder.id} "
+                        f"({holder.name or 'no name'}) already holds on service network "
+                        f"{network_id}; pick a free block or remove the key to let the fleet "
+                        "choose",
+                    )
+                )
+        for request in group:
+            given = taken.get(request.tenant)
+            if given is None or request.pinned is not None or request.tenant in own:
+                continue
+            if _held_overlap(given, others) is not None:
+                # Given, never made, and taken meanwhile by a subnet made elsewhere: Neutron
+                # would refuse it. The tenant has no subnet yet, so nothing moves.
+                del taken[request.tenant]
+        blocked = [ipaddress.ip_network(h.cidr) for h in others]
         for request in sorted(group, key=lambda r: r.tenant):
             if request.tenant in taken:
                 continue
             try:
-                cidr = choose_service_subnet_cidr(request.pool, request.mask, taken.values())
+                cidr = choose_service_subnet_cidr(
+                    request.pool,
+                    request.mask,
+                    [*(ipaddress.ip_network(c) for c in taken.values()), *blocked],
+                )
             except NoFreeServiceSubnet as exc:
                 problems.append(Problem(f"tenants[{request.tenant}]", str(exc)))
                 continue
-            taken[request.tenant] = cidr
+            taken[request.tenant] = str(cidr)
             new.add(request.tenant)
         for request in group:
             if request.tenant in taken:

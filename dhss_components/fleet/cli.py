@@ -1,4 +1,5 @@
-"""``python -m dhss_components.fleet {preview,up,refresh,destroy,status} TENANTS.yaml``."""
+"""``python -m dhss_components.fleet OPERATION TENANTS.yaml``: preview, up, refresh, destroy,
+status, rebuild, verify."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from typing import TextIO, cast
 from pulumi.automation import PulumiCommand
 from pulumi.automation.errors import InvalidVersionError
 
+from .ledger import LedgerError
+from .openssh import OpenSsh
 from .options import (
     DEFAULT_BACKEND_URL,
     DEFAULT_WORK_ROOT,
@@ -27,13 +30,15 @@ from .report import summary_table, totals_line
 from .results import EXIT_INTERRUPTED, EXIT_USAGE, exit_status
 from .runner import Fleet
 from .tenants import InvalidTenantsFile, load_tenants_file
+from .verify import ShellFactory
 
 DESCRIPTION = """\
 Roll the manila-dhss share-server program out as one Pulumi stack per tenant.
 
-exit status: 0 every tenant succeeded; 1 a tenant failed or was locked by another run;
+exit status: 0 every tenant succeeded; 1 a tenant failed, was refused (rebuild) or was locked
+by another run;
 2 nothing ran (bad tenants file or option, no passphrase, no Pulumi CLI);
-3 refresh --preview-only found drift; 130 interrupted (Ctrl-C)."""
+3 refresh --preview-only or verify found drift; 130 interrupted (Ctrl-C)."""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -152,6 +157,7 @@ def main(
     stderr: TextIO = sys.stderr,
     environ: Mapping[str, str] = os.environ,
     live: bool | None = None,
+    shell: ShellFactory = OpenSsh,
 ) -> int:
     args = parser().parse_args(argv)
     try:
@@ -162,13 +168,20 @@ def main(
         backend_dir = local_backend_dir(options.backend_url)
         if backend_dir is not None:
             backend_dir.mkdir(parents=True, exist_ok=True)
-        fleet = Fleet(tenants_file, options, pulumi_command(args.pulumi_root), stderr, live=live)
-        plans = fleet.plan(selected)
-    except (InvalidTenantsFile, FleetSetupError) as exc:
+        fleet = Fleet(
+            tenants_file,
+            options,
+            pulumi_command(args.pulumi_root),
+            stderr,
+            live=live,
+            shell=shell,
+        )
+        tenant_stacks = fleet.prepare(selected)
+    except (InvalidTenantsFile, LedgerError, FleetSetupError) as exc:
         stderr.write(f"fleet: {exc}\n")
         return EXIT_USAGE
     try:
-        results = fleet.run(plans)
+        results = fleet.run(tenant_stacks)
     except KeyboardInterrupt:
         stderr.write(
             "fleet: interrupted; tenants not started were skipped, the running ones were "

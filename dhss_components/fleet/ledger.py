@@ -8,6 +8,7 @@ replaced atomically, so a crash never leaves half a file.
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import json
 import os
 import tempfile
@@ -16,24 +17,59 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .allocation import Allocation, Ledger, SubnetRequest, allocate_service_subnets
+from ..operator_files import OperatorFileError, excerpt, json_document, read_bytes
+from .allocation import (
+    Allocation,
+    HeldSubnet,
+    Ledger,
+    SubnetRequest,
+    allocate_service_subnets,
+)
 
 LEDGER_VERSION = 1
+_FIX = (
+    "restore it from a backup, or remove it: the fleet then relearns each tenant's block from "
+    "its stack's state"
+)
 
 
 class LedgerError(Exception):
-    pass
+    """The ledger is damaged; one line saying where and what to do. Nothing ran."""
 
 
-def _parse(text: str, path: Path) -> Ledger:
+def _parse(data: bytes, path: Path) -> Ledger:
     try:
-        data: Any = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise LedgerError(f"{path}: not valid JSON ({exc}); restore it or remove it") from None
-    if not isinstance(data, dict) or data.get("version") != LEDGER_VERSION:
-        raise LedgerError(f"{path}: not a version {LEDGER_VERSION} ledger")
-    networks = data.get("service_networks", {})
-    return {str(net): {str(t): str(c) for t, c in given.items()} for net, given in networks.items()}
+        document: Any = json_document(data, str(path))
+    except OperatorFileError as exc:
+        raise LedgerError(f"{exc}; {_FIX}") from None
+    if not isinstance(document, dict) or document.get("version") != LEDGER_VERSION:
+        raise LedgerError(f"{path}: not a version {LEDGER_VERSION} ledger; {_FIX}")
+    networks = document.get("service_networks", {})
+    if not isinstance(networks, dict):
+        raise LedgerError(f"{path}: service_networks is not an object; {_FIX}")
+    ledger: dict[str, dict[str, str]] = {}
+    for network, given in networks.items():
+        if not isinstance(given, dict):
+            raise LedgerError(
+                f"{path}: service_networks.{excerpt(network)} is not an object; {_FIX}"
+            )
+        ledger[network] = {}
+        for tenant, cidr in given.items():
+            subnet = _subnet(cidr)
+            if subnet is None:
+                where = f"service_networks.{excerpt(network)}.{excerpt(tenant)}"
+                raise LedgerError(f"{path}: {where} is not an IPv4 subnet in CIDR form; {_FIX}")
+            ledger[network][tenant] = subnet
+    return ledger
+
+
+def _subnet(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return str(ipaddress.IPv4Network(value))
+    except ValueError:
+        return None
 
 
 class LedgerFile:
@@ -43,10 +79,14 @@ class LedgerFile:
         self.path = path
 
     def read(self) -> Ledger:
-        try:
-            return _parse(self.path.read_text(encoding="utf-8"), self.path)
-        except FileNotFoundError:
+        """The ledger; empty when there is none yet (it is only ever replaced, never removed)."""
+        if not self.path.exists():
             return {}
+        try:
+            data = read_bytes(self.path)
+        except OperatorFileError as exc:
+            raise LedgerError(f"{exc}; {_FIX}") from None
+        return _parse(data, self.path)
 
     @contextmanager
     def locked(self) -> Iterator[LockedLedger]:
@@ -88,19 +128,21 @@ def reserve(
     file: LedgerFile,
     requests: Iterable[SubnetRequest],
     remember: Callable[[Sequence[str]], Mapping[str, str]] = lambda _: {},
+    held: Mapping[str, Sequence[HeldSubnet]] | None = None,
 ) -> Allocation:
     """Allocate under the ledger's lock and remember the result, in one transaction.
 
     ``remember`` is asked, still under the lock, for the CIDRs of the tenants the ledger does
-    not know (an existing stack's service subnet); whatever two fleet runs do at once, one waits for
-    the other, so a block is never given twice. Raises AllocationError.
+    not know (an existing stack's service subnet); whatever two fleet runs do at once, one waits
+    for the other, so a block is never given twice. ``held`` is what the service networks hold
+    in the cloud (survey.py). Raises AllocationError.
     """
     requests = list(requests)
     with file.locked() as locked:
         known = {tenant for given in locked.ledger.values() for tenant in given}
         unknown = [r.tenant for r in requests if r.tenant not in known and r.pinned is None]
         allocation = allocate_service_subnets(
-            requests, locked.ledger, remember(unknown) if unknown else {}
+            requests, locked.ledger, remember(unknown) if unknown else {}, held
         )
         locked.save(allocation.ledger)
     return allocation

@@ -13,9 +13,19 @@ DEFAULT_BACKEND_URL = "file://~/.pulumi-manila-dhss"
 """The same local state as Pulumi.yaml: a stack made with `pulumi up` is the fleet's too."""
 DEFAULT_WORK_ROOT = "~/.manila-dhss-fleet"
 LEDGER_NAME = "service-subnets.json"
+SERVICE_NETWORK_STACK_PREFIX = "manila-dhss-service-network-"
+"""The read-only stacks that read a service network's subnets (survey.py); no tenant's."""
 
-Operation = Literal["preview", "up", "refresh", "destroy", "status"]
-OPERATIONS: tuple[Operation, ...] = ("preview", "up", "refresh", "destroy", "status")
+Operation = Literal["preview", "up", "refresh", "destroy", "status", "rebuild", "verify"]
+OPERATIONS: tuple[Operation, ...] = (
+    "preview",
+    "up",
+    "refresh",
+    "destroy",
+    "status",
+    "rebuild",
+    "verify",
+)
 
 
 class FleetSetupError(Exception):

@@ -164,6 +164,15 @@ def summary_table(results: Sequence[TenantResult]) -> str:
     ]
     if notes:
         table += "\n\n" + "\n".join(notes)
+    found = [
+        [r.tenant, report.share, report.state.value, finding]
+        for r in results
+        for report in r.findings
+        for finding in report.findings or ("",)
+    ]
+    if found:
+        # verify: every share's check, one line per finding.
+        table += "\n\n" + format_table(["TENANT", "SHARE", "IN THE GUEST", "FINDING"], found)
     return table
 
 

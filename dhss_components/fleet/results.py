@@ -11,6 +11,8 @@ from typing import Any
 
 from pulumi.automation.errors import CommandError, ConcurrentUpdateError, StackNotFoundError
 
+from .verify import ShareReport
+
 
 class Status(StrEnum):
     OK = "ok"
@@ -18,12 +20,14 @@ class Status(StrEnum):
     LOCKED = "locked by another run"
     ABSENT = "no stack"
     DRIFT = "drift"
+    REFUSED = "refused"
+    """Not attempted: what it would take is the operator's decision (the message says it)."""
 
 
 # Exit statuses of the fleet command.
 EXIT_OK = 0
 EXIT_FAILED = 1
-"""At least one tenant failed or was locked by another run."""
+"""At least one tenant failed, was refused, or was locked by another run."""
 EXIT_USAGE = 2
 """Nothing ran: a bad tenants file, a bad option, no passphrase, no CLI."""
 EXIT_DRIFT = 3
@@ -48,6 +52,8 @@ class TenantResult:
     service_subnet_cidr: str | None = None
     kept: tuple[str, ...] = ()
     """Protected resources a destroy left in place."""
+    findings: tuple[ShareReport, ...] = ()
+    """verify: what each share's in-guest check found."""
 
 
 def _section(text: str, name: str) -> str:
@@ -159,7 +165,7 @@ def export_paths(shares_output: Any) -> tuple[str, ...]:
 
 
 def exit_status(results: Sequence[TenantResult]) -> int:
-    if any(r.status in (Status.FAILED, Status.LOCKED) for r in results):
+    if any(r.status in (Status.FAILED, Status.LOCKED, Status.REFUSED) for r in results):
         return EXIT_FAILED
     if any(r.status is Status.DRIFT for r in results):
         return EXIT_DRIFT

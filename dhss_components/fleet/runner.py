@@ -1,4 +1,4 @@
-"""Per-tenant stacks through the Automation API: plan centrally, then run tenants in parallel.
+"""Per-tenant stacks through the Automation API: prepared centrally, then run in parallel.
 
 Every tenant's stack runs the same builder as ``__main__.py`` (``share_server_program``) as an
 inline program, in its own workspace directory (its ``Pulumi.<stack>.yaml`` holds its config
@@ -35,13 +35,25 @@ from pulumi.automation import (
 from ..config import Problem
 from ..program import share_server_program
 from . import operations
-from .allocation import AllocationError, Ledger, release
-from .ledger import LedgerFile, reserve
-from .options import LEDGER_NAME, PROJECT, FleetOptions
-from .plan import TenantPlan, final_config_problems, subnet_request, tenant_config
+from .allocation import AllocationError, HeldSubnet, Ledger, SubnetRequest, release
+from .ledger import LedgerError, LedgerFile, reserve
+from .openssh import OpenSsh
+from .options import LEDGER_NAME, PROJECT, FleetOptions, FleetSetupError
 from .report import Progress
 from .results import Status, TenantResult, classify
-from .tenants import InvalidTenantsFile, Tenant, TenantsFile
+from .stack_config import (
+    TenantStack,
+    final_config_problems,
+    given_cidrs,
+    subnet_request,
+    tenant_config,
+)
+from .survey import read_service_network, survey_stack_name
+from .tenants import InvalidTenantsFile, Tenant, TenantsFile, workspace_dir
+from .verify import ShellFactory
+
+BLOCK_RETRIES = 3
+"""Rounds of giving a tenant the next block when another subnet took its own meanwhile."""
 
 
 def load_lazy_modules() -> None:
@@ -69,7 +81,8 @@ class _TenantLog:
     def __init__(self, path: Path, header: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._file: TextIO = open(path, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
+        # Appended to: a tenant run again (its block was taken) keeps its first attempt's log.
+        self._file: TextIO = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed below)
         self._lock = threading.Lock()
         self.write(header)
 
@@ -104,6 +117,7 @@ class Fleet:
         *,
         program: Callable[[], Any] = share_server_program,
         live: bool | None = None,
+        shell: ShellFactory = OpenSsh,
     ) -> None:
         self.file = tenants_file
         self.options = options
@@ -112,14 +126,18 @@ class Fleet:
         self.progress_stream = progress_stream
         self.live = live
         self.ledger = LedgerFile(options.work_root / LEDGER_NAME)
+        self.shell = shell
+        """How verify reaches a service instance (the OpenSSH client)."""
 
     # -- workspaces ----------------------------------------------------------------------
 
     def work_dir(self, tenant: str) -> Path:
-        return self.options.work_root / "stacks" / tenant
+        return workspace_dir(self.options.work_root / "stacks", tenant)
 
     def workspace_options(self, tenant: str) -> LocalWorkspaceOptions:
-        work_dir = self.work_dir(tenant)
+        return self._workspace_options(self.work_dir(tenant))
+
+    def _workspace_options(self, work_dir: Path) -> LocalWorkspaceOptions:
         work_dir.mkdir(parents=True, exist_ok=True)
         # No stack_settings here: writing them would replace Pulumi.<stack>.yaml and drop
         # the passphrase salt the CLI keeps in it.
@@ -135,7 +153,7 @@ class Fleet:
             env_vars={"PULUMI_SKIP_UPDATE_CHECK": "true", **self.options.env},
         )
 
-    # -- planning --------------------------------------------------------------------------
+    # -- preparing -------------------------------------------------------------------------
 
     def _remembered_cidr(self, tenant: str) -> str | None:
         workspace = LocalWorkspace(**self.workspace_options(tenant).__dict__)
@@ -178,23 +196,69 @@ class Fleet:
             raise InvalidTenantsFile(self.file.path, problems)
         return remembered
 
-    def plan(self, selected: Sequence[Tenant]) -> list[TenantPlan]:
+    def _read_service_network(self, network_id: str, cloud: str | None) -> tuple[HeldSubnet, ...]:
+        name = survey_stack_name(network_id)
+        log = _TenantLog(
+            self.options.log_dir / f"{name}.log",
+            f"# manila-dhss fleet: what service network {network_id} holds "
+            f"({self.options.backend_url}), {time.strftime('%Y-%m-%dT%H:%M:%S%z')}",
+        )
+        try:
+            return read_service_network(
+                network_id,
+                cloud,
+                self._workspace_options(self.options.work_root / "service-networks" / name),
+                log.write,
+            )
+        except Exception as exc:
+            raise FleetSetupError(
+                f"cannot read which subnets service network {network_id} holds, so no block "
+                f"can be given safely: {classify(exc)[1]} (log: {log.path}); no stack was "
+                "touched"
+            ) from None
+        finally:
+            log.close()
+
+    def _held(self, requests: Sequence[SubnetRequest]) -> dict[str, tuple[HeldSubnet, ...]]:
+        """What each shared service network holds, read once per network (in parallel), with
+        the provider config of its first tenant by name."""
+        clouds: dict[str, str | None] = {}
+        by_name = {t.name: t for t in self.file.tenants}
+        for request in sorted(requests, key=lambda r: r.tenant):
+            clouds.setdefault(request.network_id, by_name[request.tenant].cloud)
+        if not clouds:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(len(clouds), self.options.parallel)) as pool:
+            futures = {
+                net: pool.submit(self._read_service_network, net, cloud)
+                for net, cloud in clouds.items()
+            }
+            return {net: future.result() for net, future in futures.items()}
+
+    def prepare(self, selected: Sequence[Tenant]) -> list[TenantStack]:
         """Allocate every tenant's service subnet (preview and up), then build each selected
         tenant's config. Raises InvalidTenantsFile before any stack is touched."""
         cidrs: Mapping[str, str] = {}
+        if self.options.operation == "destroy":
+            self.ledger.read()  # a damaged ledger (LedgerError) stops it before any destroy
+        if self.options.operation == "rebuild":
+            # Existing stacks only: each keeps the block it was given; none is handed out.
+            cidrs = given_cidrs(self.ledger.read(), self.file.tenants)
         if self.options.operation in ("preview", "up"):
             requests = [r for r in map(subnet_request, self.file.tenants) if r is not None]
+            self.ledger.read()  # a damaged ledger stops it before the cloud is even read
+            held = self._held(requests)
             try:
-                cidrs = reserve(self.ledger, requests, self._read_remembered).cidrs
+                cidrs = reserve(self.ledger, requests, self._read_remembered, held).cidrs
             except AllocationError as exc:
                 raise InvalidTenantsFile(self.file.path, exc.problems) from None
-        plans = []
+        tenant_stacks = []
         problems: list[Problem] = []
         for tenant in selected:
             cidr = cidrs.get(tenant.name)
             problems.extend(final_config_problems(tenant, cidr))
-            plans.append(
-                TenantPlan(
+            tenant_stacks.append(
+                TenantStack(
                     tenant=tenant,
                     work_dir=self.work_dir(tenant.name),
                     config=tenant_config(tenant, cidr),
@@ -203,21 +267,74 @@ class Fleet:
             )
         if problems:
             raise InvalidTenantsFile(self.file.path, problems)
-        return plans
+        return tenant_stacks
 
     # -- running -----------------------------------------------------------------------------
 
-    def run(self, plans: Sequence[TenantPlan]) -> list[TenantResult]:
+    def run(self, tenant_stacks: Sequence[TenantStack]) -> list[TenantResult]:
         load_lazy_modules()
+        results = self._run_all(tenant_stacks)
+        if self.options.operation == "up":
+            results = self._retry_taken_blocks(tenant_stacks, results)
+        if self.options.operation == "destroy":
+            self._release(results)
+        return results
+
+    def _retry_taken_blocks(
+        self, tenant_stacks: Sequence[TenantStack], results: Sequence[TenantResult]
+    ) -> list[TenantResult]:
+        """The cloud is the final arbiter of a block. Another fleet (another machine, another
+        ledger) may make a subnet on a block this run gave between the read of the network and
+        the tenant's ``up``: discovery then refuses the pinned block ("already held by
+        subnet"), or Neutron the subnet itself (it overlaps). The network is read again, and a
+        tenant whose block another subnet now holds, and that has no subnet of its own, gets
+        the next free block and runs again; a few rounds at most. A tenant with a subnet
+        never moves (allocation.py)."""
+        current = {ts.stack_name: ts for ts in tenant_stacks}
+        final = {r.tenant: r for r in results}
+        for _ in range(BLOCK_RETRIES):
+            failed = [
+                current[r.tenant]
+                for r in final.values()
+                if r.status is Status.FAILED and current[r.tenant].service_subnet_cidr
+            ]
+            if not failed:
+                break
+            try:
+                fresh = {ts.stack_name: ts for ts in self.prepare([ts.tenant for ts in failed])}
+            except (InvalidTenantsFile, FleetSetupError, LedgerError):
+                break  # no other block can be given now; each failure stands as it is
+            moved = [
+                fresh[ts.stack_name]
+                for ts in failed
+                if fresh[ts.stack_name].service_subnet_cidr != ts.service_subnet_cidr
+            ]
+            if not moved:
+                break
+            for tenant_stack, result in zip(moved, self._run_all(moved), strict=True):
+                taken = current[tenant_stack.stack_name].service_subnet_cidr
+                note = (
+                    f"{taken} was taken meanwhile by another subnet on the service network; "
+                    f"given {tenant_stack.service_subnet_cidr}"
+                )
+                message = f"{note}; {result.message}" if result.message else note
+                final[tenant_stack.stack_name] = replace(result, message=message)
+                current[tenant_stack.stack_name] = tenant_stack
+        return [final[ts.stack_name] for ts in tenant_stacks]
+
+    def _run_all(self, tenant_stacks: Sequence[TenantStack]) -> list[TenantResult]:
         progress = Progress(
-            [p.stack_name for p in plans],
+            [p.stack_name for p in tenant_stacks],
             self.options.label,
             self.progress_stream,
             live=self.live,
         )
         pool = ThreadPoolExecutor(max_workers=self.options.parallel, thread_name_prefix="tenant")
         try:
-            futures = [pool.submit(self._run_tenant, plan, progress) for plan in plans]
+            futures = [
+                pool.submit(self._run_tenant, tenant_stack, progress)
+                for tenant_stack in tenant_stacks
+            ]
             results = [future.result() for future in futures]
         except KeyboardInterrupt:
             # Ctrl-C: tenants not started yet never start; the running ones end their CLI
@@ -227,8 +344,6 @@ class Fleet:
         finally:
             pool.shutdown(wait=True)
             progress.close()
-        if self.options.operation == "destroy":
-            self._release(results)
         return results
 
     def _release(self, results: Sequence[TenantResult]) -> None:
@@ -242,8 +357,8 @@ class Fleet:
                 ledger = release(ledger, tenant)
             locked.save(ledger)
 
-    def _run_tenant(self, plan: TenantPlan, progress: Progress) -> TenantResult:
-        name = plan.stack_name
+    def _run_tenant(self, tenant_stack: TenantStack, progress: Progress) -> TenantResult:
+        name = tenant_stack.stack_name
         operation = self.options.label
         log = _TenantLog(
             self.options.log_dir / f"{name}.log",
@@ -260,7 +375,7 @@ class Fleet:
                 progress.step(name, f"{op} {_short(pre.metadata.urn)}", counts=op != "same")
 
         try:
-            result = self._operate(plan, log, on_event)
+            result = self._operate(tenant_stack, log, on_event)
         except Exception as exc:
             status, message = classify(exc)
             log.write(f"# {status.value}: {message}")
@@ -269,7 +384,7 @@ class Fleet:
                 operation=operation,
                 status=status,
                 message=message,
-                service_subnet_cidr=plan.service_subnet_cidr,
+                service_subnet_cidr=tenant_stack.service_subnet_cidr,
             )
         finally:
             log.close()
@@ -277,16 +392,18 @@ class Fleet:
         progress.done(result)
         return result
 
-    def _stack(self, plan: TenantPlan, *, create: bool) -> Stack:
-        opts = self.workspace_options(plan.stack_name)
+    def _stack(self, tenant_stack: TenantStack, *, create: bool) -> Stack:
+        opts = self.workspace_options(tenant_stack.stack_name)
         if create:
             return create_or_select_stack(
-                plan.stack_name, project_name=PROJECT, program=self.program, opts=opts
+                tenant_stack.stack_name, project_name=PROJECT, program=self.program, opts=opts
             )
-        return select_stack(plan.stack_name, project_name=PROJECT, program=self.program, opts=opts)
+        return select_stack(
+            tenant_stack.stack_name, project_name=PROJECT, program=self.program, opts=opts
+        )
 
     def _operate(
-        self, plan: TenantPlan, log: _TenantLog, on_event: Callable[[EngineEvent], None]
+        self, tenant_stack: TenantStack, log: _TenantLog, on_event: Callable[[EngineEvent], None]
     ) -> TenantResult:
         op = self.options.operation
         streams = {
@@ -296,13 +413,21 @@ class Fleet:
             "color": "never",
             "suppress_progress": True,
         }
-        ok = TenantResult(tenant=plan.stack_name, operation=self.options.label, status=Status.OK)
+        ok = TenantResult(
+            tenant=tenant_stack.stack_name, operation=self.options.label, status=Status.OK
+        )
+        if op == "rebuild":
+            stack = self._stack(tenant_stack, create=False)
+            return operations.rebuild(stack, tenant_stack, ok, streams)
+        if op == "verify":
+            stack = self._stack(tenant_stack, create=False)
+            return operations.verify(stack, tenant_stack.tenant, ok, self.shell)
         if op in ("preview", "up"):
-            stack = self._stack(plan, create=True)
-            operations.set_config(stack, plan)
+            stack = self._stack(tenant_stack, create=True)
+            operations.set_config(stack, tenant_stack)
             run = operations.preview if op == "preview" else operations.up
-            return run(stack, plan, ok, streams)
-        stack = self._stack(plan, create=False)
+            return run(stack, tenant_stack, ok, streams)
+        stack = self._stack(tenant_stack, create=False)
         if op == "refresh" and self.options.preview_only:
             return operations.drift(stack, ok, streams)
         if op == "refresh":

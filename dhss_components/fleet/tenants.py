@@ -27,16 +27,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..config import NAMESPACE, InvalidStackConfig, Problem, StackSpec, parse_stack_config
+from ..operator_files import OperatorFileError, excerpt, load_yaml, read_text
+from .options import SERVICE_NETWORK_STACK_PREFIX
 
 CLOUD_KEY = "openstack:cloud"
 TOP_LEVEL_KEYS = ("backend", CLOUD_KEY, "tenants")
 TENANT_KEYS = ("shareNetwork", "shares", "backend", CLOUD_KEY)
 SECRET_BACKEND_KEYS = ("service_instance_password",)
-# Pulumi's rule for stack names (pkg/tokens: a name is letters, digits, '-', '_', '.').
+# Pulumi's rule for stack names (sdk/go/common/tokens, ParseStackName: 1-100 letters, digits,
+# '-', '_', '.'). It lets "." and "..", which as the tenant's workspace directory would be the
+# stacks directory or the work root itself: refused here.
 STACK_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+NOT_A_DIRECTORY_NAME = (".", "..")
+MAX_SECRET_FILE_BYTES = 64 * 1024
 _PASSPHRASE_WORDS = ("passphrase", "pulumi_config_passphrase")
 
 
@@ -50,6 +54,14 @@ class InvalidTenantsFile(Exception):
         super().__init__(
             f"{path}: {count} problem{'s' if count != 1 else ''}; no stack was touched:\n{lines}"
         )
+
+    @classmethod
+    def unreadable(cls, error: OperatorFileError) -> InvalidTenantsFile:
+        """The file itself cannot be read: one line, where and why."""
+        where = f"line {error.line}" if error.line is not None else "(file)"
+        invalid = cls(error.path, [Problem(where, error.reason)])
+        invalid.args = (f"{error}; no stack was touched",)
+        return invalid
 
 
 @dataclass(frozen=True)
@@ -100,29 +112,6 @@ class TenantsFile:
         return tuple(t for t in self.tenants if t.name in wanted)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML keeps the last of two equal keys silently; two tenants with one name are an
-    error here, not a tenant that quietly disappears."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,
-)
-
-
 def _unknown(where: str, key: str, known: Sequence[str]) -> Problem:
     if key.lower() in _PASSPHRASE_WORDS:
         return Problem(
@@ -132,7 +121,7 @@ def _unknown(where: str, key: str, known: Sequence[str]) -> Problem:
         )
     near = difflib.get_close_matches(key, known, n=1)
     hint = f"did you mean {near[0]}?" if near else f"known keys: {', '.join(known)}"
-    return Problem(f"{where}{key}", f"unknown key; {hint}")
+    return Problem(f"{where}{excerpt(key)}", f"unknown key; {hint}")
 
 
 def _resolve_secret(where: str, value: Any, base: Path) -> tuple[Any, Problem | None]:
@@ -141,17 +130,25 @@ def _resolve_secret(where: str, value: Any, base: Path) -> tuple[Any, Problem | 
     if not isinstance(value, dict):
         return value, None
     if set(value) == {"env"}:
-        name = str(value["env"])
+        name = value["env"]
+        if not isinstance(name, str):
+            return None, Problem(f"{where}.env", "must be the name of an environment variable")
         if name not in os.environ:
-            return None, Problem(where, f"environment variable {name} is not set; export it")
+            return None, Problem(
+                where, f"environment variable {excerpt(name)} is not set; export it"
+            )
         return os.environ[name], None
     if set(value) == {"file"}:
-        path = Path(os.path.expanduser(str(value["file"])))
+        if not isinstance(value["file"], str):
+            return None, Problem(f"{where}.file", "must be the path of a file")
+        path = Path(os.path.expanduser(value["file"]))
         path = path if path.is_absolute() else base / path
         try:
-            return path.read_text(encoding="utf-8").rstrip("\n"), None
-        except OSError as exc:
-            return None, Problem(where, f"{path}: cannot be read ({exc.__class__.__name__})")
+            text = read_text(path, limit=MAX_SECRET_FILE_BYTES)
+        except OperatorFileError as exc:
+            return None, Problem(where, str(exc))
+        # The file's own line ending is not part of the secret; anything else is.
+        return text.removesuffix("\n").removesuffix("\r"), None
     return None, Problem(
         where, "write the secret as a string, {env: VARIABLE} or {file: PATH}; got a mapping"
     )
@@ -216,13 +213,31 @@ def parse_tenants(document: Any, path: str = "tenants.yaml") -> TenantsFile:
     shared_alone = _shared_backend_problems(shared)
     tenants = []
     for name, raw in raw_tenants.items():
-        where = f"tenants[{name}]"
+        where = f"tenants[{excerpt(str(name))}]"
         if not isinstance(name, str) or not STACK_NAME.fullmatch(name):
             problems.append(
                 Problem(
                     where,
                     "not a stack name: use 1-100 letters, digits, '-', '_' or '.' "
                     "(the key is the tenant's stack name)",
+                )
+            )
+            continue
+        if name.startswith(SERVICE_NETWORK_STACK_PREFIX):
+            problems.append(
+                Problem(
+                    where,
+                    f"names starting with {SERVICE_NETWORK_STACK_PREFIX} are the fleet's own "
+                    "read-only stacks (what a service network holds); give the tenant another name",
+                )
+            )
+            continue
+        if name in NOT_A_DIRECTORY_NAME:
+            problems.append(
+                Problem(
+                    where,
+                    f"{name!r} names a directory's parent or itself, not a workspace of its own; "
+                    "give the tenant a name with a letter or digit (the key is its stack name)",
                 )
             )
             continue
@@ -282,7 +297,7 @@ def _shared_subnet_problems(tenants: Sequence[Tenant]) -> list[Problem]:
     owner: dict[tuple[str | None, str], str] = {}
     for tenant in tenants:
         backend = tenant.spec.backend
-        if not backend.uses_service_network:
+        if not backend.network_mode.service_subnet:
             continue
         key = (backend.service_network_id, tenant.spec.share_network.neutron_subnet_id)
         if backend.service_network_id is not None and key in owner:
@@ -299,18 +314,15 @@ def _shared_subnet_problems(tenants: Sequence[Tenant]) -> list[Problem]:
 
 def load_tenants_file(path: str | os.PathLike[str]) -> TenantsFile:
     """Read and validate a tenants file."""
-    text_path = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidTenantsFile(
-            text_path, [Problem("(file)", f"cannot be read ({exc.__class__.__name__})")]
-        ) from None
-    try:
-        document = yaml.load(text, Loader=_UniqueKeyLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "(file)"
-        reason = getattr(exc, "problem", None) or str(exc)
-        raise InvalidTenantsFile(text_path, [Problem(where, f"not valid YAML: {reason}")]) from None
-    return parse_tenants(document, text_path)
+        document = load_yaml(path)
+    except OperatorFileError as exc:
+        raise InvalidTenantsFile.unreadable(exc) from None
+    return parse_tenants(document, str(path))
+
+
+def workspace_dir(stacks_dir: Path, tenant: str) -> Path:
+    """The tenant's workspace: always a directory of its own directly under ``stacks_dir``."""
+    if not STACK_NAME.fullmatch(tenant) or tenant in NOT_A_DIRECTORY_NAME:
+        raise ValueError(f"{excerpt(tenant)!r} is not a tenant name the tenants file accepts")
+    return stacks_dir / tenant

@@ -4,8 +4,8 @@
 # addresses the way init_l3 does.
 #
 #   host_port.sh plug   --driver ovs|bridge|noop --device DEV --port-id ID --mac MAC
-#                       [--cidr IP/PLEN]... [--clear-cidr NET/PLEN]... [--bridge BR]
-#   host_port.sh unplug --driver ovs|bridge|noop --device DEV [--bridge BR]
+#                       [--cidr IP/PLEN]... [--bridge BR]
+#   host_port.sh unplug --driver ovs|bridge|noop --device DEV --port-id ID [--bridge BR]
 #
 # Drivers:
 #   ovs     an OVS internal port DEV on BR with Neutron's external-ids (OVSInterfaceDriver).
@@ -14,28 +14,36 @@
 #   noop    nothing at all, like NoopInterfaceDriver (whose init_l3 is a no-op too): the
 #           operator has already connected the host to the network.
 #
-# plug is idempotent: a second run with the same arguments changes nothing. The device's
-# global IPv4 addresses become exactly the --cidr list (stale ones are deleted); for each
-# --clear-cidr, routes to it through other devices are deleted; and the kernel route of
-# each of the device's subnets is moved in front of other devices' routes for the same
-# subnet (Manila's pullup_route). unplug is safe to run twice and on a device that was
-# never plugged.
+# The plug owns only what it adds. It changes this port's device and nothing else on the
+# host: the device's global IPv4 addresses become exactly the --cidr list, and each subnet of
+# the list gets two routes through the device, its halves (one bit longer). The kernel
+# prefers a longer prefix whatever order routes are in, so traffic to the subnet leaves
+# through this port (what Manila's clear_cidrs and pullup_route are for) while every other
+# route to the subnet (the host's own NIC, another tenant's port) stays exactly as it was.
+#
+# What the plug makes is written to a state file, $STATE_DIR/DEV, *before* it is made, so a
+# plug killed half-way is finished by running it again and undone by unplug. unplug removes
+# what the state file lists, then the device; it never touches another device's routes or
+# addresses. Without a state file (lost, or never written) it removes only a device that
+# carries this port's identity: for OVS, external-ids:iface-id = the port id; for the
+# bridge driver, the veth ns-X whose peer is tapX. plug is idempotent; unplug is safe to
+# run twice and on a port that was never plugged.
 #
 # Manila's _remove_outdated_interfaces (unplugging any other tap* device that shares a
 # subnet) is deliberately not done: a replaced host port is unplugged by its own delete.
 #
 # Runs as root. Otherwise each privileged command goes through `sudo -n`, so the caller
-# needs passwordless sudo for ip and ovs-vsctl.
+# needs passwordless sudo for ip and ovs-vsctl, and for install, mv and rm (the state files).
 #
 # dhss_components/host_port_script.py feeds this file to `bash -s` on stdin. So the file
 # holds only settings and functions until its last line, `main "$@"`, and main points
 # stdin at /dev/null before running anything, so no command can eat the script.
 set -euo pipefail
 
-# One lock for every host-port operation on this host: plugs touch the routes of other
-# devices (clear-cidr, pullup), so two plugs must not interleave (Manila holds
-# service_instance_plug_interface_in_host around plug). /run/lock is world-writable.
-readonly LOCK_FILE=/run/lock/dhss-host-port.lock
+# Root's own directory: nobody else can plant a file or a symlink where unplug reads what
+# to remove. DHSS_HOST_PORT_STATE_DIR moves it (the tests give each namespace its own); the
+# same checks apply wherever it is.
+readonly DEFAULT_STATE_DIR=/var/lib/dhss-host-port
 readonly LOCK_WAIT_SECONDS=60
 # Manila runs add-port without a timeout; a dead ovs-vswitchd would then hang the deploy.
 readonly OVS_PLUG_TIMEOUT_SECONDS=10
@@ -49,7 +57,13 @@ PORT_ID=""
 MAC=""
 BRIDGE="br-int"
 CIDRS=()
-CLEAR_CIDRS=()
+STATE_DIR=""
+STATE_FILE=""
+# What the state file lists: how the link came to be ours (created or adopted), the
+# addresses (IP/PLEN) and the routes ("PREFIX SRC", through DEVICE) this port owns.
+STATE_LINK=""
+STATE_ADDRESSES=()
+STATE_ROUTES=()
 
 log() {
     printf 'host_port %s %s: %s\n' "${ACTION:-?}" "${DEVICE:-?}" "$*" >&2
@@ -64,8 +78,8 @@ usage_error() {
     printf 'host_port: %s\n' "$*" >&2
     printf '%s\n' \
         'usage: host_port.sh plug --driver ovs|bridge|noop --device DEV --port-id ID --mac MAC' \
-        '           [--cidr IP/PLEN]... [--clear-cidr NET/PLEN]... [--bridge BR]' \
-        '       host_port.sh unplug --driver ovs|bridge|noop --device DEV [--bridge BR]' >&2
+        '           [--cidr IP/PLEN]... [--bridge BR]' \
+        '       host_port.sh unplug --driver ovs|bridge|noop --device DEV --port-id ID [--bridge BR]' >&2
     exit 2
 }
 
@@ -86,7 +100,6 @@ parse_args() {
             --mac) MAC=${2,,} ;;
             --bridge) BRIDGE=$2 ;;
             --cidr) CIDRS+=("$2") ;;
-            --clear-cidr) CLEAR_CIDRS+=("$2") ;;
             *) usage_error "unknown option $1" ;;
         esac
         shift 2
@@ -99,13 +112,15 @@ parse_args() {
     [[ -n $DEVICE ]] || usage_error "--device is required"
     check_interface_name "$DEVICE"
     check_interface_name "$BRIDGE"
+    [[ -n $PORT_ID ]] || usage_error "--port-id is required"
+    [[ $PORT_ID =~ ^[A-Za-z0-9_-]+$ ]] ||
+        usage_error "--port-id '$PORT_ID' is not a Neutron port id (letters, digits, - and _)"
     if [[ $ACTION == plug ]]; then
-        [[ -n $PORT_ID ]] || usage_error "--port-id is required for plug"
         [[ $MAC =~ ^([0-9a-f]{2}:){5}[0-9a-f]{2}$ ]] ||
             usage_error "--mac '$MAC' is not a MAC address like fa:16:3e:12:34:56"
         local cidr
-        for cidr in ${CIDRS[@]+"${CIDRS[@]}"} ${CLEAR_CIDRS[@]+"${CLEAR_CIDRS[@]}"}; do
-            [[ $cidr =~ ^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$ ]] ||
+        for cidr in ${CIDRS[@]+"${CIDRS[@]}"}; do
+            is_ipv4_cidr "$cidr" ||
                 usage_error "'$cidr' is not an IPv4 address with a prefix length like 10.254.0.2/28"
         done
     fi
@@ -119,7 +134,37 @@ check_interface_name() {
         usage_error "'$1' is not a Linux interface name (1-15 characters of A-Z a-z 0-9 _ . -)"
 }
 
-# Run a command that changes the host's network as root.
+is_ipv4_cidr() {
+    [[ $1 =~ ^([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})/([0-9]{1,2})$ ]] || return 1
+    local i
+    for i in 1 2 3 4; do
+        ((10#${BASH_REMATCH[i]} <= 255)) || return 1
+    done
+    ((10#${BASH_REMATCH[5]} <= 32))
+}
+
+ipv4_to_int() {
+    local a b c d
+    IFS=. read -r a b c d <<<"$1"
+    printf '%d\n' $(((10#$a << 24) | (10#$b << 16) | (10#$c << 8) | 10#$d))
+}
+
+int_to_ipv4() {
+    printf '%d.%d.%d.%d\n' $((($1 >> 24) & 255)) $((($1 >> 16) & 255)) $((($1 >> 8) & 255)) $(($1 & 255))
+}
+
+# The two halves of the subnet of IP/PLEN, one a line ("NET/PLEN+1"); none for a /32.
+subnet_halves() {
+    local ip=${1%/*} plen=${1#*/} address network size
+    ((plen < 32)) || return 0
+    address=$(ipv4_to_int "$ip")
+    size=$((1 << (31 - plen)))
+    network=$((address & ~(2 * size - 1) & 0xffffffff))
+    printf '%s/%d\n' "$(int_to_ipv4 "$network")" $((plen + 1)) \
+        "$(int_to_ipv4 $((network + size)))" $((plen + 1))
+}
+
+# Run a command that changes the host as root.
 privileged() {
     if [[ $EUID -eq 0 ]]; then
         "$@"
@@ -133,17 +178,124 @@ check_privileges() {
     command -v sudo >/dev/null ||
         die "not root and sudo is not installed: run the plug as root on the manila-share host"
     sudo -n true ||
-        die "not root and passwordless sudo is not allowed: run as root, or allow 'sudo -n' for ip and ovs-vsctl"
+        die "not root and passwordless sudo is not allowed: run as root, or allow 'sudo -n' for ip, ovs-vsctl, install, mv and rm"
 }
 
+# --- the state directory and file ------------------------------------------------------------
+
+# A directory only root can change: owned by root, not writable by group or others, unless
+# sticky (like /tmp, where nobody can rename or delete what root put there).
+root_controlled_dir() {
+    local owner mode
+    read -r owner mode < <(stat -c '%u %a' -- "$1") || return 1
+    [[ $owner == 0 ]] || return 1
+    (((8#$mode & 8#1000) || !(8#$mode & 8#022)))
+}
+
+# Refuse a state directory that anyone but root could redirect or fill: a symlink, or one
+# under a directory another user can change.
+check_state_dir_trusted() {
+    local dir=$1 parent
+    [[ $dir == /* ]] || die "state directory $dir is not an absolute path"
+    parent=$(realpath -m -- "$(dirname -- "$dir")")
+    while :; do
+        if [[ -d $parent ]]; then
+            root_controlled_dir "$parent" ||
+                die "state directory $dir is under $parent, which a user other than root can change: use a directory only root can write (chown root: $parent; chmod go-w $parent)"
+        fi
+        [[ $parent == / ]] && break
+        parent=$(dirname -- "$parent")
+    done
+    if [[ -L $dir ]]; then
+        die "state directory $dir is a symlink: it is not followed; remove it, and the plug makes the directory itself"
+    fi
+}
+
+open_state() {
+    STATE_DIR=${DHSS_HOST_PORT_STATE_DIR:-$DEFAULT_STATE_DIR}
+    STATE_FILE=$STATE_DIR/$DEVICE
+    check_state_dir_trusted "$STATE_DIR"
+    if [[ ! -e $STATE_DIR ]]; then
+        privileged install -d -m 0755 -- "$STATE_DIR" ||
+            die "could not create the state directory $STATE_DIR"
+    fi
+    [[ -d $STATE_DIR && ! -L $STATE_DIR ]] || die "state path $STATE_DIR is not a directory"
+    root_controlled_dir "$STATE_DIR" ||
+        die "state directory $STATE_DIR can be changed by a user other than root: chown root: $STATE_DIR; chmod 0755 $STATE_DIR"
+    take_lock
+    read_state
+}
+
+# One lock for every host-port operation on this host, held on the state directory itself
+# (no lock file anyone else could create first): two plugs must not interleave (Manila holds
+# service_instance_plug_interface_in_host around plug).
 take_lock() {
     local lock_fd
-    # flock works on a read-only descriptor too: that is enough when root made the file.
-    { exec {lock_fd}>>"$LOCK_FILE"; } 2>/dev/null || exec {lock_fd}<"$LOCK_FILE" ||
-        die "cannot open lock file $LOCK_FILE: is /run/lock writable?"
+    exec {lock_fd}<"$STATE_DIR" || die "cannot open the state directory $STATE_DIR to lock it"
     flock -w "$LOCK_WAIT_SECONDS" "$lock_fd" ||
-        die "another host-port plug held $LOCK_FILE for ${LOCK_WAIT_SECONDS}s: look for a stuck host_port.sh (fuser $LOCK_FILE)"
+        die "another host-port plug held $STATE_DIR for ${LOCK_WAIT_SECONDS}s: look for a stuck host_port.sh (fuser $STATE_DIR)"
 }
+
+read_state() {
+    STATE_LINK=""
+    STATE_ADDRESSES=()
+    STATE_ROUTES=()
+    if [[ -L $STATE_FILE ]]; then
+        die "state file $STATE_FILE is a symlink: it is not followed; remove it (unplug then removes only what carries this port's identity)"
+    fi
+    [[ -e $STATE_FILE ]] || return 0
+    [[ -f $STATE_FILE && $(stat -c %u -- "$STATE_FILE") == 0 ]] ||
+        die "state file $STATE_FILE is not a regular file owned by root: remove it"
+    local kind first second port_id=""
+    while read -r kind first second; do
+        case $kind in
+            "" | "#"*) ;;
+            port-id) port_id=$first ;;
+            link)
+                [[ $first == created || $first == adopted ]] || die "state file $STATE_FILE: bad line 'link $first'"
+                STATE_LINK=$first
+                ;;
+            address)
+                is_ipv4_cidr "$first" || die "state file $STATE_FILE: bad line 'address $first'"
+                STATE_ADDRESSES+=("$first")
+                ;;
+            route)
+                if ! is_ipv4_cidr "$first" || ! is_ipv4_cidr "$second/32"; then
+                    die "state file $STATE_FILE: bad line 'route $first $second'"
+                fi
+                STATE_ROUTES+=("$first $second")
+                ;;
+            *) die "state file $STATE_FILE: unknown line '$kind': remove the file if it is not this plug's" ;;
+        esac
+    done <"$STATE_FILE"
+    [[ $port_id == "$PORT_ID" ]] ||
+        die "state file $STATE_FILE belongs to port ${port_id:-?}, not $PORT_ID: two ports share device name $DEVICE; unplug the other port first"
+}
+
+write_state() {
+    local tmp=$STATE_DIR/.$DEVICE.new entry content
+    content="# host_port.sh: what plug made on this host for $DEVICE; unplug removes exactly this."
+    content+=$'\n'"port-id $PORT_ID"
+    [[ -z $STATE_LINK ]] || content+=$'\n'"link $STATE_LINK"
+    for entry in ${STATE_ADDRESSES[@]+"${STATE_ADDRESSES[@]}"}; do
+        content+=$'\n'"address $entry"
+    done
+    for entry in ${STATE_ROUTES[@]+"${STATE_ROUTES[@]}"}; do
+        content+=$'\n'"route $entry"
+    done
+    # Unchanged (a plug run again): leave the file alone.
+    [[ ! -f $STATE_FILE || $(<"$STATE_FILE") != "$content" ]] || return 0
+    privileged install -m 0644 /dev/stdin "$tmp" <<<"$content" ||
+        die "could not write $tmp: is $STATE_DIR on a read-only or full filesystem?"
+    privileged mv -fT -- "$tmp" "$STATE_FILE" || die "could not replace $STATE_FILE"
+}
+
+remove_state() {
+    [[ -e $STATE_FILE ]] || return 0
+    privileged rm -f -- "$STATE_FILE" || die "could not remove $STATE_FILE"
+}
+
+# --- devices ---------------------------------------------------------------------------------
 
 device_exists() {
     ip -o link show dev "$1" >/dev/null 2>&1
@@ -151,6 +303,48 @@ device_exists() {
 
 device_mac() {
     ip -o link show dev "$1" | awk '{ for (i = 1; i < NF; i++) if ($i == "link/ether") print $(i + 1) }'
+}
+
+# Manila's BridgeInterfaceDriver names the root end of the veth by replacing the ns- prefix.
+bridge_tap_name() {
+    printf 'tap%s\n' "${DEVICE#ns-}"
+}
+
+# The iface-id OVS holds for an Interface named DEVICE; nothing if there is none.
+ovs_iface_id() {
+    local id
+    id=$(privileged ovs-vsctl --timeout="$OVS_UNPLUG_TIMEOUT_SECONDS" --if-exists \
+        get Interface "$DEVICE" external-ids:iface-id 2>/dev/null) || id=""
+    id=${id#\"}
+    printf '%s\n' "${id%\"}"
+}
+
+# Whose is DEVICE? "none" (no such device), "port" (it carries this port's identity, so this
+# port's plug, or Manila's, made it) or "other" (left alone: it is not ours to change).
+device_owner() {
+    case $DRIVER in
+        ovs)
+            local id
+            id=$(ovs_iface_id)
+            if [[ -n $id ]]; then
+                [[ $id == "$PORT_ID" ]] && echo port || echo other
+            elif device_exists "$DEVICE"; then
+                echo other
+            else
+                echo none
+            fi
+            ;;
+        bridge)
+            if ! device_exists "$DEVICE"; then
+                echo none
+            elif ip -o -d link show dev "$DEVICE" |
+                grep -qE "^[0-9]+: $DEVICE@$(bridge_tap_name): .* veth "; then
+                echo port
+            else
+                echo other
+            fi
+            ;;
+    esac
 }
 
 wait_for_device() {
@@ -203,10 +397,8 @@ check_ovs_bridge_exists() {
 }
 
 plug_ovs() {
-    require_ovs_vsctl
-    check_ovs_bridge_exists
     # Always run add-port (unlike Manila, which skips it when the device exists): with
-    # --may-exist it is a no-op for an up-to-date port, and it repairs stale external-ids.
+    # --may-exist it is a no-op for an up-to-date port, and it repairs a changed MAC.
     log "adding internal port $DEVICE to $BRIDGE (iface-id $PORT_ID, attached-mac $MAC)"
     privileged ovs-vsctl --timeout="$OVS_PLUG_TIMEOUT_SECONDS" \
         -- --may-exist add-port "$BRIDGE" "$DEVICE" \
@@ -221,22 +413,9 @@ plug_ovs() {
 }
 
 unplug_ovs() {
-    require_ovs_vsctl
-    if ! ovs_bridge_exists; then
-        log "bridge $BRIDGE does not exist, so port $DEVICE cannot exist: nothing to unplug"
-        return 0
-    fi
     log "deleting port $DEVICE from $BRIDGE"
     privileged ovs-vsctl --timeout="$OVS_UNPLUG_TIMEOUT_SECONDS" -- --if-exists del-port "$BRIDGE" "$DEVICE" ||
-        die "ovs-vsctl could not delete port $DEVICE from $BRIDGE: is ovs-vswitchd running (systemctl status openvswitch-switch)?"
-    if device_exists "$DEVICE"; then
-        log "warning: device $DEVICE still exists but is no port of $BRIDGE: it is not ours, so it is left alone"
-    fi
-}
-
-# Manila's BridgeInterfaceDriver names the root end of the veth by replacing the ns- prefix.
-bridge_tap_name() {
-    printf 'tap%s\n' "${DEVICE#ns-}"
+        die "ovs-vsctl could not delete port $DEVICE from $BRIDGE: is ovs-vswitchd running (systemctl status openvswitch-switch)? Is it a port of another bridge (ovs-vsctl port-to-br $DEVICE)?"
 }
 
 plug_bridge() {
@@ -255,55 +434,102 @@ plug_bridge() {
 }
 
 unplug_bridge() {
-    if ! device_exists "$DEVICE"; then
-        log "device $DEVICE does not exist: nothing to unplug"
-        return 0
-    fi
     log "deleting $DEVICE (its veth peer $(bridge_tap_name) goes with it)"
     privileged ip link del dev "$DEVICE" || die "could not delete $DEVICE"
 }
+
+# --- addresses and routes (init_l3) -----------------------------------------------------------
 
 # The device's global, permanent IPv4 addresses as IP/PLEN, one a line.
 device_ipv4_cidrs() {
     ip -o -4 addr show dev "$DEVICE" scope global permanent | awk '{ print $4 }'
 }
 
-wanted_cidr() {
-    local cidr
+# The routes this port wants, "PREFIX SRC" one a line: the halves of each of its subnets,
+# from its address in that subnet (the first one, if it has two in a subnet).
+wanted_routes() {
+    local cidr half
+    local -A seen=()
     for cidr in ${CIDRS[@]+"${CIDRS[@]}"}; do
-        [[ $cidr == "$1" ]] && return 0
+        while read -r half; do
+            [[ -n $half && -z ${seen[$half]:-} ]] || continue
+            seen[$half]=1
+            printf '%s %s\n' "$half" "${cidr%/*}"
+        done < <(subnet_halves "$cidr")
+    done
+}
+
+route_present() {
+    local prefix=$1 src=$2
+    [[ -n $(ip -4 route list exact "$prefix" dev "$DEVICE" proto static src "$src" 2>/dev/null) ]]
+}
+
+# The devices whose routes to PREFIX come before this device's, one a line.
+devices_ahead() {
+    ip -4 route list exact "$1" | awk -v me="$DEVICE" '{
+        for (i = 1; i < NF; i++) if ($i == "dev") { if ($(i + 1) == me) exit; print $(i + 1) } }'
+}
+
+add_route() {
+    local prefix=$1 src=$2 ahead
+    route_present "$prefix" "$src" && return 0
+    log "routing $prefix through $DEVICE (src $src)"
+    # append, not add: another tenant's port on the same admin subnet may hold the same
+    # prefix already, and its route stays first (either port reaches the subnet).
+    privileged ip -4 route append "$prefix" dev "$DEVICE" proto static scope link src "$src" ||
+        die "could not add the route to $prefix through $DEVICE (src $src)"
+    ahead=$(devices_ahead "$prefix" | sort -u | tr '\n' ' ')
+    if [[ -n $ahead ]]; then
+        log "traffic to $prefix still leaves through ${ahead% }, whose route came first; $DEVICE takes over when that route goes"
+    fi
+}
+
+delete_route() {
+    local prefix=$1 src=$2
+    route_present "$prefix" "$src" || return 0
+    log "deleting the route to $prefix through $DEVICE (src $src)"
+    privileged ip -4 route del "$prefix" dev "$DEVICE" proto static scope link src "$src" ||
+        die "could not delete the route to $prefix through $DEVICE"
+}
+
+delete_address() {
+    local cidr=$1
+    device_exists "$DEVICE" || return 0
+    grep -qxF -- "$cidr" < <(device_ipv4_cidrs) || return 0
+    log "deleting address $cidr from $DEVICE"
+    # Deleting a primary address can take its secondaries along; they are added back after.
+    privileged ip -4 addr del "$cidr" dev "$DEVICE" || die "could not delete $cidr from $DEVICE"
+}
+
+add_address() {
+    local cidr=$1
+    grep -qxF -- "$cidr" < <(device_ipv4_cidrs) && return 0
+    log "adding address $cidr to $DEVICE"
+    if ((${cidr#*/} <= 30)); then
+        privileged ip -4 addr add "$cidr" brd + scope global dev "$DEVICE" ||
+            die "could not add $cidr to $DEVICE: is the address used with another prefix length?"
+    else
+        # /31 and /32 have no broadcast address.
+        privileged ip -4 addr add "$cidr" scope global dev "$DEVICE" ||
+            die "could not add $cidr to $DEVICE: is the address used with another prefix length?"
+    fi
+}
+
+contains() {
+    local needle=$1 item
+    shift
+    for item in "$@"; do
+        [[ $item == "$needle" ]] && return 0
     done
     return 1
 }
 
-delete_stale_addresses() {
-    local cidr current
-    current=$(device_ipv4_cidrs)
-    while read -r cidr; do
-        [[ -n $cidr ]] || continue
-        wanted_cidr "$cidr" && continue
-        log "deleting stale address $cidr from $DEVICE"
-        # Deleting a primary address can take its secondaries along; add_missing_addresses
-        # runs afterwards and puts back any that were wanted.
-        privileged ip -4 addr del "$cidr" dev "$DEVICE" || die "could not delete $cidr from $DEVICE"
-    done <<<"$current"
-}
-
-add_missing_addresses() {
-    local cidr current
-    current=$(device_ipv4_cidrs)
-    for cidr in ${CIDRS[@]+"${CIDRS[@]}"}; do
-        grep -qxF -- "$cidr" <<<"$current" && continue
-        log "adding address $cidr to $DEVICE"
-        if ((${cidr#*/} <= 30)); then
-            privileged ip -4 addr add "$cidr" brd + scope global dev "$DEVICE" ||
-                die "could not add $cidr to $DEVICE: is the address used with another prefix length?"
-        else
-            # /31 and /32 have no broadcast address.
-            privileged ip -4 addr add "$cidr" scope global dev "$DEVICE" ||
-                die "could not add $cidr to $DEVICE: is the address used with another prefix length?"
-        fi
+describe_routes() {
+    local entry text=""
+    for entry in "$@"; do
+        text+="${text:+, }${entry% *} (src ${entry#* })"
     done
+    printf '%s\n' "${text:-none}"
 }
 
 check_addresses() {
@@ -314,66 +540,58 @@ check_addresses() {
         die "addresses on $DEVICE are [${actual//$'\n'/ }], expected [${expected//$'\n'/ }]: another agent may be managing $DEVICE"
 }
 
-# Manila's clear_outdated_routes: only this device may route to an admin-network cidr.
-clear_outdated_routes() {
-    local cidr=$1 routes device
-    routes=$(ip -4 route list exact "$cidr" | awk '{ for (i = 1; i < NF; i++) if ($i == "dev") print $(i + 1) }')
-    while read -r device; do
-        [[ -n $device && $device != "$DEVICE" ]] || continue
-        log "deleting route to $cidr through $device"
-        privileged ip -4 route del "$cidr" dev "$device" || die "could not delete the route to $cidr through $device"
-    done <<<"$routes"
-}
-
-# Manila's pullup_route: for each subnet of this device, move the kernel routes of other
-# devices that come first behind this device's route, so traffic to the subnet uses it.
-pullup_routes() {
-    local subnet subnets
-    subnets=$(ip -4 route list proto kernel dev "$DEVICE" | awk '{ print $1 }')
-    while read -r subnet; do
-        [[ -n $subnet ]] || continue
-        pullup_route "$subnet"
-    done <<<"$subnets"
-}
-
-pullup_route() {
-    local subnet=$1 routes device src
-    local -a ahead=()
-    routes=$(ip -4 route list proto kernel exact "$subnet" | awk '{
-        dev = ""; src = ""
-        for (i = 1; i < NF; i++) { if ($i == "dev") dev = $(i + 1); if ($i == "src") src = $(i + 1) }
-        print dev, src }')
-    while read -r device src; do
-        [[ -n $device ]] || continue
-        if [[ $device == "$DEVICE" ]]; then
-            local entry
-            for entry in ${ahead[@]+"${ahead[@]}"}; do
-                read -r device src <<<"$entry"
-                log "moving the route to $subnet through $device behind $DEVICE"
-                privileged ip -4 route del "$subnet" proto kernel dev "$device" ||
-                    die "could not delete the route to $subnet through $device"
-                privileged ip -4 route append "$subnet" proto kernel ${src:+src "$src"} dev "$device" ||
-                    die "could not re-append the route to $subnet through $device (src ${src:-none}): re-add it with ip route append"
-            done
-            return 0
-        fi
-        ahead+=("$device $src")
-    done <<<"$routes"
-}
-
 init_l3() {
-    local cidr
-    for cidr in ${CLEAR_CIDRS[@]+"${CLEAR_CIDRS[@]}"}; do
-        clear_outdated_routes "$cidr"
+    local -a routes=() stale_addresses=()
+    local entry cidr
+    mapfile -t routes < <(wanted_routes)
+    mapfile -t stale_addresses < <(device_ipv4_cidrs)
+    # Write ahead: the file lists everything this run may leave behind before any of it
+    # exists, so a run killed half-way leaves nothing that unplug does not know about.
+    for entry in ${CIDRS[@]+"${CIDRS[@]}"}; do
+        contains "$entry" ${STATE_ADDRESSES[@]+"${STATE_ADDRESSES[@]}"} || STATE_ADDRESSES+=("$entry")
     done
-    delete_stale_addresses
-    add_missing_addresses
+    for entry in ${routes[@]+"${routes[@]}"}; do
+        contains "$entry" ${STATE_ROUTES[@]+"${STATE_ROUTES[@]}"} || STATE_ROUTES+=("$entry")
+    done
+    write_state
+
+    for entry in ${STATE_ROUTES[@]+"${STATE_ROUTES[@]}"}; do
+        contains "$entry" ${routes[@]+"${routes[@]}"} || delete_route "${entry% *}" "${entry#* }"
+    done
+    for cidr in ${stale_addresses[@]+"${stale_addresses[@]}"}; do
+        contains "$cidr" ${CIDRS[@]+"${CIDRS[@]}"} || delete_address "$cidr"
+    done
+    for cidr in ${CIDRS[@]+"${CIDRS[@]}"}; do
+        add_address "$cidr"
+    done
+    for entry in ${routes[@]+"${routes[@]}"}; do
+        add_route "${entry% *}" "${entry#* }"
+    done
     check_addresses
-    pullup_routes
-    log "addresses on $DEVICE: ${CIDRS[*]:-none}"
+
+    STATE_ADDRESSES=(${CIDRS[@]+"${CIDRS[@]}"})
+    STATE_ROUTES=(${routes[@]+"${routes[@]}"})
+    write_state
+    log "addresses on $DEVICE: ${CIDRS[*]:-none}; routes through it: $(describe_routes ${routes[@]+"${routes[@]}"})"
 }
+
+# --- plug and unplug -------------------------------------------------------------------------
 
 plug() {
+    [[ $DRIVER != ovs ]] || {
+        require_ovs_vsctl
+        check_ovs_bridge_exists
+    }
+    local owner
+    owner=$(device_owner)
+    case $owner in
+        other) die "device $DEVICE exists and is not this port's (ovs: external-ids:iface-id is not $PORT_ID; bridge: not a veth whose peer is $(bridge_tap_name)): it is left alone; remove it, or unplug the port it belongs to" ;;
+        port) [[ -n $STATE_LINK ]] || log "$DEVICE already exists with this port's identity: adopting it" ;;
+    esac
+    if [[ -z $STATE_LINK ]]; then
+        [[ $owner == none ]] && STATE_LINK=created || STATE_LINK=adopted
+        write_state
+    fi
     case $DRIVER in
         ovs) plug_ovs ;;
         bridge) plug_bridge ;;
@@ -382,10 +600,35 @@ plug() {
 }
 
 unplug() {
-    case $DRIVER in
-        ovs) unplug_ovs ;;
-        bridge) unplug_bridge ;;
+    local owner entry
+    if [[ $DRIVER == ovs ]]; then
+        require_ovs_vsctl
+        if ! ovs_bridge_exists; then
+            log "bridge $BRIDGE does not exist, so port $DEVICE cannot exist: nothing to unplug"
+            remove_state
+            return 0
+        fi
+    fi
+    [[ -e $STATE_FILE ]] ||
+        log "no state file $STATE_FILE: removing only a device that carries this port's identity"
+    owner=$(device_owner)
+    case $owner in
+        none) log "device $DEVICE does not exist: nothing to unplug" ;;
+        other) log "warning: device $DEVICE is not this port's: it is left alone, with its addresses and routes" ;;
+        port)
+            for entry in ${STATE_ROUTES[@]+"${STATE_ROUTES[@]}"}; do
+                delete_route "${entry% *}" "${entry#* }"
+            done
+            for entry in ${STATE_ADDRESSES[@]+"${STATE_ADDRESSES[@]}"}; do
+                delete_address "$entry"
+            done
+            case $DRIVER in
+                ovs) unplug_ovs ;;
+                bridge) unplug_bridge ;;
+            esac
+            ;;
     esac
+    remove_state
 }
 
 main() {
@@ -396,7 +639,7 @@ main() {
         return 0
     fi
     check_privileges
-    take_lock
+    open_state
     "$ACTION"
     log "done"
 }

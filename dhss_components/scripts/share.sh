@@ -6,13 +6,17 @@
 # generic driver does for a share (mkfs, mount, fstab, exportfs / net conf), but:
 #   * the volume is found by its serial (/dev/disk/by-id/virtio-<volume id[:20]>), never by a
 #     /dev/vdX name that Nova guessed;
-#   * mkfs runs only on a volume with no signature at all: a filesystem, partition table, LVM
-#     or swap signature is never overwritten;
-#   * every step is safe to run twice, and "ensure" makes the guest match the arguments exactly
-#     (a removed access rule is gone);
-#   * an online extend grows the mounted filesystem without cutting access;
-#   * a lock (flock) guards every file that two shares share (/etc/fstab, the NFS export table,
-#     the Samba registry), so shares can be created and deleted in parallel.
+#   * mkfs runs only on positive evidence of a blank volume: the device has the volume's size,
+#     its first and last MiB read back (O_DIRECT, past the page cache) and are all zero or hold
+#     no signature. A read or probe error stops the script before anything is changed;
+#   * access is cut first and granted last: a removed rule is gone before the volume is touched,
+#     an export or Samba share exists only while the volume is mounted under it, and a resize
+#     comes after the rules, so a stalled extend never delays a removed client's loss of access;
+#   * delete never detaches a busy filesystem (no umount -l): it names what holds it and changes
+#     nothing, so the share stays exported and mounted and Pulumi stops before Nova's detach;
+#   * every step is safe to cut at any instant (SIGKILL, reboot, lost ssh) and to run again;
+#   * locks live in /run/manila-dhss and state in /var/lib/manila-dhss, directories of root's
+#     own, so no local user can plant a symlink for this script to follow.
 # "delete" unexports and unmounts; it never touches the data on the volume.
 #
 # Every step logs to stderr as "share <name>: ...". Because bash reads this script from stdin,
@@ -25,15 +29,23 @@ readonly VOLUME_ID_PATTERN='^[A-Za-z0-9][A-Za-z0-9_-]*$'
 readonly PATH_PATTERN='^/[A-Za-z0-9._/-]*$'
 readonly CLIENT_PATTERN='^(rw|ro):[][0-9A-Fa-f.:/*]+$'
 readonly NUMBER_PATTERN='^[1-9][0-9]*$'
+# Samba's special section names (source3/param/loadparm.c, lib/param/loadparm.h: GLOBAL_NAME,
+# GLOBAL_NAME2, HOMES_NAME, PRINTERS_NAME, compared case-insensitively): a share by one of these
+# names would rewrite Samba's own configuration. (IPC$, ADMIN$ and print$ cannot match
+# NAME_PATTERN.)
+readonly SAMBA_RESERVED_NAMES=(global globals homes printers)
 
-readonly LOCK_DIR=/run/lock
-readonly FSTAB_LOCK=$LOCK_DIR/dhss-fstab.lock
-readonly EXPORTS_LOCK=$LOCK_DIR/dhss-exports.lock
-readonly SAMBA_LOCK=$LOCK_DIR/dhss-samba.lock
+readonly RUN_DIR=/run/manila-dhss        # locks and scratch files; gone at reboot
+readonly STATE_DIR=/var/lib/manila-dhss  # what must survive a reboot
+# A filesystem made here whose share root still needs its first-mount chmod 777: one file per
+# volume serial, holding the filesystem's UUID.
+readonly NEW_FILESYSTEMS_DIR=$STATE_DIR/new-filesystems
 readonly LOCK_TIMEOUT=600
 readonly EXPORTS_DIR=/etc/exports.d
-# A filesystem made here whose share root still needs its first-mount chmod 777.
-readonly NEW_FILESYSTEMS_DIR=/var/lib/dhss-share/new-filesystems
+readonly ETAB=/var/lib/nfs/etab # what exportfs last gave mountd, i.e. what NFS serves
+# One client of an exports(5) line as this script writes it, or of ETAB: path, client, rw|ro.
+readonly EXPORTS_ENTRY='^([^[:space:]]+)[[:space:]]+([^[:space:](]+)\((r[wo])[,)]'
+readonly MIB=1048576
 readonly GIB=1073741824
 
 ACTION=""
@@ -69,10 +81,12 @@ usage: share.sh ensure --name NAME --volume-id ID --protocol nfs|cifs --size-gib
                        [--client rw|ro:ADDRESS]...
        share.sh delete --name NAME [--protocol nfs|cifs] [--mount-root DIR]
 
-ensure: find the volume by its serial, make a filesystem only if the volume is blank, mount it
-        on MOUNT_ROOT/NAME (and in /etc/fstab), grow the filesystem to the volume, and export it
-        to exactly the given clients (NFS: Manila's client forms; CIFS: addresses).
-delete: unexport, unmount, drop the fstab line; the data on the volume is left as it is.
+ensure: cut the access that the clients no longer have, find the volume by its serial, make a
+        filesystem only if the volume is provably blank, mount it on MOUNT_ROOT/NAME (and in
+        /etc/fstab), export it to exactly the given clients (NFS: Manila's client forms; CIFS:
+        addresses), then grow the filesystem to the volume.
+delete: refuse while anything uses the share; else unexport, drop the fstab line, unmount.
+        The data on the volume is left as it is.
 EOF
 }
 
@@ -91,6 +105,17 @@ on_error() {
 cleanup() {
     if ((${#TEMP_FILES[@]})); then
         rm -f -- "${TEMP_FILES[@]}"
+    fi
+}
+
+# checkpoint NAME: a boundary between two steps that change the guest. The guest tests set
+# DHSS_SHARE_STOP_AT=ACTION:NAME to kill the script right here (SIGKILL, as a crash, a reboot
+# or a lost ssh session would) and prove that running it again finishes the job. Otherwise it
+# does nothing: the tests run the same code as production.
+checkpoint() {
+    if [[ ${DHSS_SHARE_STOP_AT-} == "$ACTION:$1" ]]; then
+        log "killed at $ACTION:$1 (DHSS_SHARE_STOP_AT)"
+        kill -KILL "$$"
     fi
 }
 
@@ -158,19 +183,51 @@ validate_args() {
             usage_error "invalid --client '$client': use rw:ADDRESS or ro:ADDRESS"
     done
     if [[ $PROTOCOL == cifs ]]; then
+        ! samba_reserved_name ||
+            usage_error "share name '$NAME' is one of Samba's special sections" \
+                "(${SAMBA_RESERVED_NAMES[*]}, in any case): as a CIFS share it would rewrite" \
+                "Samba's own configuration. Nothing was changed. Give the share another name."
         cifs_read_only >/dev/null
     fi
 }
 
+samba_reserved_name() {
+    local reserved
+    for reserved in "${SAMBA_RESERVED_NAMES[@]}"; do
+        [[ ${NAME,,} != "$reserved" ]] || return 0
+    done
+    return 1
+}
 
-# --- locks and files ----------------------------------------------------------------------
+# --- directories, locks and files ---------------------------------------------------------
 
-# with_lock FILE COMMAND...: run COMMAND while holding an exclusive flock on FILE. If COMMAND
-# fails, set -e ends the script and the lock goes with the process.
+# own_directory DIR: make DIR (mode 0700) if it is missing, then insist that it is a real
+# directory of root's own that nobody else can write: locks and state are only opened there,
+# so no local user can plant a symlink for this script to follow or truncate.
+own_directory() {
+    local dir=$1 owner mode error
+    if [[ ! -e $dir && ! -L $dir ]]; then
+        error=$(mkdir -m 0700 -- "$dir" 2>&1) ||
+            die "could not make $dir: ${error##*: }. Is the disk full? Free space" \
+                "(df -h ${dir%/*}) and run again; nothing was changed."
+    fi
+    [[ -d $dir && ! -L $dir ]] ||
+        die "$dir is not a directory but a symlink or a file; someone other than this script" \
+            "made it. Nothing was changed. Look at 'ls -la $dir', remove it, and run again."
+    read -r owner mode < <(stat -c '%u %a' -- "$dir")
+    ((owner == 0 && (8#$mode & 8#022) == 0)) ||
+        die "$dir must belong to root and be writable by root only; it has owner uid $owner" \
+            "and mode $mode. Nothing was changed. Check who made it, then 'chown root:root $dir;" \
+            "chmod 700 $dir' and run again."
+}
+
+# with_lock NAME COMMAND...: run COMMAND while holding an exclusive flock on RUN_DIR/NAME.lock.
+# If COMMAND fails, set -e ends the script and the lock goes with the process. (A program the
+# script started keeps the lock open until it ends too, so a re-run after a kill waits for it.)
 with_lock() {
-    local file=$1 fd
+    local file=$RUN_DIR/$1.lock fd
     shift
-    exec {fd}>"$file"
+    exec {fd}<>"$file" # <>: create if missing, never truncate
     flock -w "$LOCK_TIMEOUT" "$fd" ||
         die "waited ${LOCK_TIMEOUT}s for $file: another share operation holds it." \
             "Find it with 'fuser -v $file' and run again when it is done."
@@ -178,12 +235,28 @@ with_lock() {
     exec {fd}>&-
 }
 
-# replace_file TARGET TEMP: put TEMP in place of TARGET in one rename, keeping TARGET's mode and
-# owner. (Callers compare the contents first, in bash. Functions here report through variables,
-# never through their exit status: set -e does not apply inside a function called as a
-# condition, so a failure there would go unnoticed.)
-replace_file() {
-    local target=$1 temp=$2
+# new_temp_file TARGET: a temporary file next to TARGET (same filesystem, so mv is atomic), in
+# TEMP; removed at exit if still there.
+new_temp_file() {
+    local target=$1
+    TEMP=$(mktemp -- "${target%/*}/.${target##*/}.dhss.XXXXXX" 2>&1) ||
+        die "could not write $target: ${TEMP##*: }. Is the disk full? Free space" \
+            "(df -h ${target%/*}) and run again."
+    TEMP_FILES+=("$TEMP")
+}
+
+# write_file TARGET CONTENT: put CONTENT in place of TARGET in one rename, on disk before the
+# rename (a reset never leaves half a file), keeping TARGET's mode and owner. (Callers compare
+# the contents first, in bash. Functions here report through variables, never through their
+# exit status: set -e does not apply inside a function called as a condition.)
+write_file() {
+    local target=$1 content=$2 temp error
+    new_temp_file "$target"
+    temp=$TEMP
+    if ! error=$({ printf '%s' "$content" >"$temp" && sync -- "$temp"; } 2>&1); then
+        die "could not write $target: ${error##*: }. Is the disk full? Free space" \
+            "(df -h ${target%/*}) and run again; nothing else was changed in this step."
+    fi
     if [[ -f $target ]]; then
         chmod --reference="$target" -- "$temp"
         chown --reference="$target" -- "$temp"
@@ -193,15 +266,7 @@ replace_file() {
     mv -f -- "$temp" "$target"
 }
 
-# new_temp_file TARGET: a temporary file next to TARGET (same filesystem, so mv is atomic).
-new_temp_file() {
-    local target=$1 temp
-    temp=$(mktemp -- "${target%/*}/.${target##*/}.dhss.XXXXXX")
-    TEMP_FILES+=("$temp")
-    printf '%s' "$temp"
-}
-
-# --- block device and filesystem ----------------------------------------------------------
+# --- block device -------------------------------------------------------------------------
 
 find_device() {
     local by_id=/dev/disk/by-id/virtio-${VOLUME_ID:0:20}
@@ -224,9 +289,39 @@ find_device() {
     log "found volume $VOLUME_ID at $DEVICE (now $KERNEL_NAME, $DEVICE_NUMBER)"
 }
 
-# probe_device: low-level probe (blkid -p reads the device itself, no cache). Sets PROBE_TYPE,
-# PROBE_PTTYPE, PROBE_UUID, PROBE_STATUS (0 found, 2 nothing found, 8 ambivalent, else an
-# error) and PROBE_SUMMARY (what blkid said, on one line).
+# device_size: sets DEVICE_SIZE to the size in bytes that the kernel sees now (it follows an
+# online extend).
+device_size() {
+    local sectors
+    read -r sectors </sys/class/block/"$KERNEL_NAME"/size
+    DEVICE_SIZE=$((sectors * 512))
+}
+
+# wait_for_volume_size: waits (up to the device timeout) until the device is at least the
+# share's size; Cinder's extend reaches the guest some time after Cinder says it is done.
+wait_for_volume_size() {
+    local wanted=$((SIZE_GIB * GIB)) deadline=$((SECONDS + DEVICE_TIMEOUT))
+    device_size
+    if ((DEVICE_SIZE < wanted)); then
+        log "waiting up to ${DEVICE_TIMEOUT}s for $DEVICE to reach ${SIZE_GIB} GiB" \
+            "(now $DEVICE_SIZE bytes)"
+    fi
+    while ((DEVICE_SIZE < wanted)); do
+        ((SECONDS < deadline)) ||
+            die "volume $VOLUME_ID ($DEVICE) is $DEVICE_SIZE bytes, smaller than the share's" \
+                "size ${SIZE_GIB} GiB, after ${DEVICE_TIMEOUT}s. Check that the Cinder extend" \
+                "finished (openstack volume show $VOLUME_ID) and that this server sees the new" \
+                "size ('blockdev --getsize64 $DEVICE', 'dmesg'), then run again."
+        sleep 1
+        device_size
+    done
+}
+
+# --- is the volume blank? -----------------------------------------------------------------
+
+# probe_device: low-level probe (blkid -p reads the device itself). Sets PROBE_TYPE,
+# PROBE_PTTYPE, PROBE_UUID, PROBE_STATUS (0 found, 2 nothing found *or a read error*, 8
+# ambivalent, else an error) and PROBE_SUMMARY (what blkid said, on one line).
 probe_device() {
     local output key value
     PROBE_TYPE="" PROBE_PTTYPE="" PROBE_UUID="" PROBE_STATUS=0 PROBE_SUMMARY=""
@@ -242,11 +337,72 @@ probe_device() {
     done <<<"$output"
 }
 
+# read_region IMAGE OFFSET: copy one MiB of the device at OFFSET into IMAGE at the same
+# offset, reading with O_DIRECT (the device itself, not what the page cache remembers).
+# Dies, having changed nothing, if the read fails or comes back short.
+read_region() {
+    local image=$1 offset=$2 report
+    if ! report=$(dd if="$DEVICE" of="$image" bs="$MIB" count=1 skip="$offset" seek="$offset" \
+        iflag=direct,fullblock,skip_bytes oflag=seek_bytes conv=notrunc status=noxfer \
+        </dev/null 2>&1) || [[ $report != *"1+0 records in"* ]]; then
+        die "could not read volume $VOLUME_ID ($DEVICE) at byte $offset to check that it is" \
+            "blank, so the probe failed: ${report//$'\n'/; }. Nothing was changed: this script" \
+            "formats a volume only when it has read that it is blank. Check 'dmesg' and the" \
+            "volume's backend; run again once the volume reads without errors."
+    fi
+}
+
+# check_blank: called when blkid found no signature, which is also what it says when it could
+# not read the device. Proves the volume blank or dies having changed nothing: its size is the
+# share's size, its first and last MiB read back directly, and they are all zero or hold no
+# signature that wipefs or blkid can find in them.
+check_blank() {
+    local wanted=$((SIZE_GIB * GIB)) image last zero=1 found status=0
+    wait_for_volume_size
+    ((DEVICE_SIZE == wanted)) ||
+        die "refusing to format volume $VOLUME_ID ($DEVICE): it is $DEVICE_SIZE bytes, not the" \
+            "share's ${SIZE_GIB} GiB ($wanted bytes), so it may not be the share's volume." \
+            "Nothing was changed. Check the share's size and volume (openstack volume show" \
+            "$VOLUME_ID) and run again."
+    # The two regions go into a sparse file of the device's size in RUN_DIR (memory), so that
+    # wipefs and blkid look at exactly the bytes read here, where a read cannot fail.
+    image=$RUN_DIR/probe-${VOLUME_ID:0:20}.img
+    TEMP_FILES+=("$image")
+    rm -f -- "$image"
+    truncate -s "$DEVICE_SIZE" -- "$image"
+    last=$((DEVICE_SIZE - MIB))
+    read_region "$image" 0
+    read_region "$image" "$last"
+    cmp -s -n "$MIB" -- "$image" /dev/zero || zero=0
+    cmp -s -n "$MIB" -i "$last:0" -- "$image" /dev/zero || zero=0
+    if ((zero)); then
+        log "volume $VOLUME_ID is blank: $DEVICE_SIZE bytes, its first and last MiB read back" \
+            "as zeros"
+        return 0
+    fi
+    found=$(wipefs --no-act --noheadings --output TYPE,OFFSET -- "$image" </dev/null 2>&1) ||
+        status=$?
+    if ((status == 0)) && [[ -z $found ]]; then
+        found=$(blkid -p -o export -- "$image" </dev/null 2>&1) || status=$?
+        if ((status == 2)); then
+            log "volume $VOLUME_ID is blank: $DEVICE_SIZE bytes, no signature in its first and" \
+                "last MiB"
+            return 0
+        fi
+    fi
+    die "could not probe volume $VOLUME_ID ($DEVICE): blkid found nothing on the device, but" \
+        "its first and last MiB, read directly, hold: ${found//$'\n'/ } (exit $status), so the" \
+        "probe failed (a read error?). Nothing was changed. Check 'dmesg' and 'wipefs -n" \
+        "$DEVICE'; run again once the volume reads without errors."
+}
+
+# --- filesystem ---------------------------------------------------------------------------
+
 ensure_filesystem() {
     probe_device
     case $PROBE_STATUS in
         0) ;;
-        2) make_filesystem; return 0 ;;
+        2) check_blank; make_filesystem; return 0 ;;
         8) die "refusing to use volume $VOLUME_ID ($DEVICE): blkid finds more than one" \
                "signature on it ($PROBE_SUMMARY). Nothing was changed. Inspect it with" \
                "'wipefs -n $DEVICE'; if it holds data you need, attach another volume." ;;
@@ -274,18 +430,24 @@ ensure_filesystem() {
 }
 
 make_filesystem() {
-    # The UUID is chosen first and noted on the root disk before mkfs, so that a run cut short
+    # The UUID is chosen and noted on the root disk before mkfs, so that a run cut short
     # between mkfs and the first mount still finishes the first-mount chmod when run again.
+    own_directory "$STATE_DIR"
+    own_directory "$NEW_FILESYSTEMS_DIR"
     FS_UUID=$(</proc/sys/kernel/random/uuid)
-    mkdir -p -- "$NEW_FILESYSTEMS_DIR"
-    : >"$NEW_FILESYSTEMS_DIR/$FS_UUID"
-    log "volume $VOLUME_ID is blank (no signature on $DEVICE): making an $FSTYPE filesystem"
-    "mkfs.$FSTYPE" -q -U "$FS_UUID" -E lazy_itable_init=1,lazy_journal_init=1 "$DEVICE" \
-        </dev/null >&2
-    # Manila's set_zero_reserved_blocks: a share is for its users, not for root.
-    tune2fs -m 0 "$DEVICE" </dev/null >/dev/null
+    write_file "$NEW_FILESYSTEMS_DIR/${VOLUME_ID:0:20}" "$FS_UUID"$'\n'
+    checkpoint marked
+    log "making an $FSTYPE filesystem on volume $VOLUME_ID ($DEVICE)"
+    # No -F: mke2fs itself refuses a device where it sees a signature (stdin is /dev/null, so
+    # it cannot be asked). No discard: a wrong decision must not also make the blocks unreadable.
+    # -m 0 is Manila's set_zero_reserved_blocks: a share is for its users, not for root.
+    "mkfs.$FSTYPE" -q -U "$FS_UUID" -m 0 -E nodiscard,lazy_itable_init=1,lazy_journal_init=1 \
+        "$DEVICE" </dev/null >&2
     log "made $FSTYPE filesystem $FS_UUID with no reserved blocks"
+    checkpoint formatted
 }
+
+# --- mounts and what holds them -----------------------------------------------------------
 
 # mount_points_of DEVICE_NUMBER: sets MOUNT_POINTS to every place where that major:minor is
 # mounted (fields 3 and 5 of mountinfo).
@@ -299,17 +461,202 @@ mount_points_of() {
     done </proc/self/mountinfo
 }
 
+# mount_state: what is mounted on MOUNT_PATH. Sets MOUNTED_NUMBER (its major:minor, or empty)
+# and MOUNTED_LIVE (0 if that is a block device that no longer exists: a volume detached under
+# its mount leaves a mount of a device that is gone; major 0 is a filesystem without a device,
+# such as tmpfs, never gone).
+mount_state() {
+    MOUNTED_NUMBER="" MOUNTED_LIVE=0
+    MOUNTED_NUMBER=$(mountpoint -d -- "$MOUNT_PATH" 2>/dev/null) || MOUNTED_NUMBER=""
+    if [[ -n $MOUNTED_NUMBER ]] &&
+        [[ ${MOUNTED_NUMBER%%:*} == 0 || -e /sys/dev/block/$MOUNTED_NUMBER ]]; then
+        MOUNTED_LIVE=1
+    fi
+}
+
+# find_holders NUMBER [SAMBA]: sets HOLDERS to what keeps the filesystem of device NUMBER
+# (major:minor) in use, one line each: local processes (open files, working or root directory,
+# mapped files), NFSv4 clients with open files, locks or delegations on it, other mounts of it,
+# and unless SAMBA is 0, Samba clients connected to the share (smbstatus costs seconds; once
+# the share is gone from Samba, its smbd processes show up as processes anyway).
+find_holders() {
+    local number=$1 samba=${2:-1} major=${1%%:*} minor=${1#*:} dev file_dev path pid what
+    local comm user seen=" "
+    local client count file address name service machine target superblock
+    HOLDERS=()
+    # st_dev as stat(2) reports it (the kernel's new_encode_dev).
+    dev=$(((minor & 0xff) | (major << 8) | ((minor & ~0xff) << 12)))
+    while read -r file_dev path; do
+        [[ $file_dev == "$dev" ]] || continue
+        pid=${path#/proc/}
+        pid=${pid%%/*}
+        [[ $seen != *" $pid "* ]] || continue
+        seen+="$pid "
+        what=$(readlink -- "$path" 2>/dev/null) || what=$path
+        case $path in
+            */cwd) what="working directory $what" ;;
+            */root) what="root directory $what" ;;
+            *) what="has $what open" ;;
+        esac
+        comm=$(cat /proc/"$pid"/comm 2>/dev/null) || comm="?"
+        user=$(stat -c %U /proc/"$pid" 2>/dev/null) || user="?"
+        HOLDERS+=("process $pid ($comm, user $user): $what")
+    done < <(
+        # (Processes come and go while find looks: it then exits 1, which means nothing here.)
+        {
+            find -L /proc/[0-9]*/cwd /proc/[0-9]*/root -maxdepth 0 -printf '%D %p\n' 2>/dev/null ||
+                true
+            find -L /proc/[0-9]*/fd /proc/[0-9]*/map_files -mindepth 1 -maxdepth 1 \
+                -printf '%D %p\n' 2>/dev/null || true
+        } | awk -v dev="$dev" '$1 == dev'
+    )
+    # /proc/fs/nfsd/clients/*/states: one line per open, lock, delegation or layout, with the
+    # superblock as "major:minor:inode" in hex. Even a read delegation (the client caches what
+    # it read) pins the filesystem, and this kernel has no way to revoke it short of
+    # expiring the client everywhere; the client returns it when it unmounts, or when it has
+    # not used the file for a couple of lease periods.
+    superblock=$(printf 'superblock: "%02x:%02x:' "$major" "$minor")
+    for client in /proc/fs/nfsd/clients/*; do
+        [[ -r $client/states ]] || continue
+        count=0 cached=0 file=""
+        while read -r path; do
+            [[ $path == *"$superblock"* ]] || continue
+            if [[ $path == *"type: deleg, access: r,"* ]]; then
+                cached=$((cached + 1))
+            else
+                count=$((count + 1))
+            fi
+            if [[ -z $file && $path =~ filename:\ \"([^\"]*)\" ]]; then
+                file=${BASH_REMATCH[1]}
+            fi
+        done <"$client/states"
+        ((count + cached)) || continue
+        address=$(sed -n 's/^address: "\(.*\)"$/\1/p' "$client/info" 2>/dev/null) || true
+        name=$(sed -n 's/^name: "\(.*\)"$/\1/p' "$client/info" 2>/dev/null) || true
+        what="$count open files or locks"
+        if ((cached)); then
+            what+=" and $cached read delegations (cached reads it gives back when it unmounts"
+            what+=" or stops using them)"
+        fi
+        HOLDERS+=("NFS client ${address:-?} (${name:-?}, $client): $what${file:+, e.g. $file}")
+    done
+    # Samba: every connection to the share (smbstatus -S: service, pid, machine, ...).
+    if ((samba)) && [[ $PROTOCOL != nfs ]] && command -v smbstatus >/dev/null &&
+        ! samba_reserved_name; then
+        while read -r service pid machine _; do
+            [[ $service == "$NAME" && $pid =~ ^[0-9]+$ ]] || continue
+            HOLDERS+=("Samba client $machine connected to share $NAME (smbd process $pid)")
+        done < <(smbstatus -S </dev/null 2>/dev/null || true)
+    fi
+    mount_points_of "$number"
+    for target in ${MOUNT_POINTS[@]+"${MOUNT_POINTS[@]}"}; do
+        if [[ $target != "$MOUNT_PATH" ]]; then
+            HOLDERS+=("another mount of the same filesystem, on $target")
+        fi
+    done
+    while read -r _ _ _ _ target _; do
+        if [[ $target == "$MOUNT_PATH"/* ]]; then
+            HOLDERS+=("a filesystem mounted inside it, on $target")
+        fi
+    done </proc/self/mountinfo
+}
+
+# refuse_if_in_use NUMBER WHAT: die, having changed nothing, if anything uses the filesystem
+# of device NUMBER mounted on MOUNT_PATH; WHAT says what would have been done.
+refuse_if_in_use() {
+    local number=$1 what=$2 holder
+    find_holders "$number"
+    ((${#HOLDERS[@]})) || return 0
+    log "ERROR: refusing to $what: $MOUNT_PATH is in use by:"
+    for holder in "${HOLDERS[@]}"; do
+        log "  - $holder"
+    done
+    die "nothing was changed: $MOUNT_PATH stays mounted and exported as it was. This script" \
+        "never detaches a filesystem in use (it would lose what its users have not written)." \
+        "Stop them: close the files, unmount the share on the NFS clients, disconnect the Samba" \
+        "clients. Or end them yourself, losing what they did not save: kill the processes;" \
+        "'echo expire > /proc/fs/nfsd/clients/<id>/ctl' ends an NFS client's opens, locks and" \
+        "delegations on every share of this server; 'smbcontrol smbd close-share $NAME'" \
+        "disconnects the Samba clients. Then run again (pulumi up or destroy)."
+}
+
+# users_text: HOLDERS as one line, or what to check when nothing visible holds it.
+users_text() {
+    USERS="nothing this script can see (check losetup -a, swapon --show and findmnt -R"
+    USERS+=" $MOUNT_PATH)"
+    if ((${#HOLDERS[@]})); then
+        USERS=$(printf '%s; ' "${HOLDERS[@]}")
+        USERS=${USERS%; }
+    fi
+}
+
+# unmount: plain umount, never lazy. The share is withdrawn by now, so no client can start
+# using it; whatever did in the meantime stops the unmount, loudly.
+unmount() {
+    local tries=0 waiting=0 error number lease=0 deadline
+    # How long to retry an unmount that nothing visible holds: nfsd keeps some state of a
+    # finished NFSv4.0 client up to a lease period (a restarted nfsd, say), and that shows up
+    # nowhere but in a busy unmount.
+    if [[ -r /proc/fs/nfsd/nfsv4leasetime ]]; then
+        read -r lease </proc/fs/nfsd/nfsv4leasetime || lease=0
+    fi
+    deadline=$((SECONDS + lease + 10))
+    mountpoint -q -- "$MOUNT_PATH" || return 0
+    number=$(mountpoint -d -- "$MOUNT_PATH")
+    find_holders "$number" 0
+    if ((${#HOLDERS[@]})); then
+        users_text
+        die "$MOUNT_PATH is not exported any more, but it stays mounted: it came into use" \
+            "meanwhile, by: $USERS. Run again once it is free (or run ensure, pulumi up, to" \
+            "export it again)."
+    fi
+    while mountpoint -q -- "$MOUNT_PATH"; do
+        ((tries++ < 5)) || die "$MOUNT_PATH is still mounted after $tries unmounts; see" \
+            "'findmnt $MOUNT_PATH'."
+        number=$(mountpoint -d -- "$MOUNT_PATH")
+        if error=$(umount -- "$MOUNT_PATH" </dev/null 2>&1); then
+            log "unmounted $MOUNT_PATH"
+            continue
+        fi
+        find_holders "$number" 0
+        if ((${#HOLDERS[@]} == 0 && SECONDS < deadline)); then
+            if ((!waiting)); then
+                log "$MOUNT_PATH is busy, with no user in sight: waiting up to" \
+                    "$((deadline - SECONDS))s for the kernel (nfsd) to let go of it"
+                waiting=1
+            fi
+            tries=$((tries - 1))
+            sleep 2
+            continue
+        fi
+        users_text
+        die "could not unmount $MOUNT_PATH: ${error:-umount failed}. In use by: $USERS." \
+            "It is not exported any more and stays mounted: this script never detaches a" \
+            "filesystem in use (umount -l). Run again once it is free; run ensure (pulumi" \
+            "up) to export it again."
+    done
+}
+
 # check_mount_point: before anything is written, refuse a mount point that holds another
-# device, and a volume that is mounted somewhere else. Sets ALREADY_MOUNTED.
+# device, and a volume that is mounted somewhere else. A mount left by a volume that was
+# detached under it (its device is gone) is unmounted, if nothing uses it, so that the volume
+# can be mounted again. Sets ALREADY_MOUNTED.
 check_mount_point() {
-    local mounted target
+    local target
     ALREADY_MOUNTED=0
-    if mounted=$(mountpoint -d -- "$MOUNT_PATH" 2>/dev/null); then
-        [[ $mounted == "$DEVICE_NUMBER" ]] ||
-            die "$MOUNT_PATH is already a mount point of device $mounted, not of volume" \
-                "$VOLUME_ID ($DEVICE, $DEVICE_NUMBER). Nothing was changed. Check 'findmnt" \
-                "$MOUNT_PATH': if another share or a hand-made mount uses this path, unmount it;" \
-                "if the share's volume changed, delete the share first."
+    mount_state
+    if [[ -n $MOUNTED_NUMBER ]] && ((!MOUNTED_LIVE)); then
+        log "$MOUNT_PATH is a mount of device $MOUNTED_NUMBER, which is gone (its volume was" \
+            "detached under it): unmounting it to mount the volume again"
+        refuse_if_in_use "$MOUNTED_NUMBER" "unmount the mount of the detached device"
+        unmount
+        checkpoint unmounted
+        mount_state
+    fi
+    if [[ -n $MOUNTED_NUMBER ]]; then
+        if [[ $MOUNTED_NUMBER != "$DEVICE_NUMBER" ]]; then
+            refuse_other_mount
+        fi
         ALREADY_MOUNTED=1
         return 0
     fi
@@ -321,11 +668,64 @@ check_mount_point() {
     done
 }
 
+# refuse_other_mount: MOUNT_PATH holds another device than the share's volume. If it is not
+# the filesystem that the share's fstab line names either (a hand-made mount, say), nothing may
+# keep pointing at it: the share is withdrawn. If it is (the share's volume id changed, or the
+# mix-up is in the arguments), nothing is changed.
+refuse_other_mount() {
+    local mounted_uuid fstab_uuid="" entry
+    local pattern='^[[:space:]]*UUID=([^[:space:]]+)[[:space:]]+([^[:space:]]+)'
+    mounted_uuid=$(blkid -p -s UUID -o value "/dev/block/$MOUNTED_NUMBER" </dev/null 2>/dev/null) ||
+        mounted_uuid=""
+    while IFS= read -r entry; do
+        if [[ $entry =~ $pattern && ${BASH_REMATCH[2]} == "$MOUNT_PATH" ]]; then
+            fstab_uuid=${BASH_REMATCH[1]}
+        fi
+    done </etc/fstab
+    if [[ -z $mounted_uuid || $mounted_uuid != "$fstab_uuid" ]]; then
+        withdraw_share
+        die "$MOUNT_PATH is a mount point of device $MOUNTED_NUMBER (filesystem" \
+            "${mounted_uuid:-unknown}), which is neither volume $VOLUME_ID ($DEVICE," \
+            "$DEVICE_NUMBER) nor the filesystem this share was made on, so the share's exports" \
+            "and fstab line were removed; nothing else was changed. Check 'findmnt" \
+            "$MOUNT_PATH': unmount what was mounted there by hand, then run again."
+    fi
+    die "$MOUNT_PATH is already a mount point of device $MOUNTED_NUMBER, not of volume" \
+        "$VOLUME_ID ($DEVICE, $DEVICE_NUMBER). Nothing was changed. Check 'findmnt" \
+        "$MOUNT_PATH': if another share uses this path, give this one another name; if the" \
+        "share's volume changed, delete the share first."
+}
+
+# check_mount_root: the directory that holds the mount points must be root's alone, or a local
+# user could swap a mount point for a symlink to anywhere.
+check_mount_root() {
+    local owner mode error
+    if [[ ! -d $MOUNT_ROOT ]]; then
+        error=$(mkdir -p -- "$MOUNT_ROOT" 2>&1) ||
+            die "could not make $MOUNT_ROOT: ${error##*: }. Is the disk full? Free space" \
+                "(df -h /) and run again."
+    fi
+    read -r owner mode < <(stat -L -c '%u %a' -- "$MOUNT_ROOT")
+    ((owner == 0 && (8#$mode & 8#022) == 0)) ||
+        die "$MOUNT_ROOT (share_mount_path) must belong to root and be writable by root only;" \
+            "it has owner uid $owner and mode $mode. Nothing was changed. Fix it (chown root" \
+            "$MOUNT_ROOT; chmod go-w $MOUNT_ROOT) and run again."
+    [[ ! -L $MOUNT_PATH ]] ||
+        die "$MOUNT_PATH is a symlink, not a directory. Nothing was changed. Remove it and" \
+            "run again."
+}
+
 ensure_mounted() {
+    local marker=$NEW_FILESYSTEMS_DIR/${VOLUME_ID:0:20} noted="" error
     if ((ALREADY_MOUNTED)); then
         log "$DEVICE is already mounted on $MOUNT_PATH"
     else
-        mkdir -p -- "$MOUNT_PATH"
+        check_mount_root
+        if [[ ! -d $MOUNT_PATH ]]; then
+            error=$(mkdir -- "$MOUNT_PATH" 2>&1) ||
+                die "could not make $MOUNT_PATH: ${error##*: }. Is the disk full? Free space" \
+                    "(df -h $MOUNT_ROOT) and run again."
+        fi
         local -a hidden
         hidden=("$MOUNT_PATH"/* "$MOUNT_PATH"/.[!.]*)
         if [[ -e ${hidden[0]} || -e ${hidden[1]} ]]; then
@@ -333,20 +733,26 @@ ensure_mounted() {
         fi
         mount -t "$FSTYPE" -- "$DEVICE" "$MOUNT_PATH" </dev/null
         log "mounted $DEVICE on $MOUNT_PATH"
+        checkpoint mounted
     fi
-    if [[ -e $NEW_FILESYSTEMS_DIR/$FS_UUID ]]; then
+    [[ -e $marker ]] || return 0
+    own_directory "$STATE_DIR"
+    own_directory "$NEW_FILESYSTEMS_DIR"
+    read -r noted <"$marker" || true
+    if [[ $noted == "$FS_UUID" ]]; then
         # Manila's chmod 777: guests (nobody over CIFS, any uid over NFS) must be able to write.
         chmod 777 -- "$MOUNT_PATH"
-        rm -f -- "${NEW_FILESYSTEMS_DIR:?}/$FS_UUID"
         log "new filesystem: made the share root $MOUNT_PATH writable by all (777)"
+        checkpoint opened
     fi
+    rm -f -- "$marker"
 }
 
 # set_fstab_entry PATH LINE: make LINE the one /etc/fstab entry for PATH (in place of any other
 # entry for PATH, keeping its position); with an empty LINE, drop the entries for PATH.
 # Sets FSTAB_CHANGED.
 set_fstab_entry() {
-    local path=$1 line=$2 entry current="" wanted="" placed=0 temp
+    local path=$1 line=$2 entry current="" wanted="" placed=0
     local entry_pattern='^[[:space:]]*[^#[:space:]][^[:space:]]*[[:space:]]+([^[:space:]]+)'
     local -a entries=()
     FSTAB_CHANGED=0
@@ -368,50 +774,45 @@ set_fstab_entry() {
         wanted+=$line$'\n'
     fi
     [[ $wanted != "$current" ]] || return 0
-    temp=$(new_temp_file /etc/fstab)
-    printf '%s' "$wanted" >"$temp"
-    replace_file /etc/fstab "$temp"
+    write_file /etc/fstab "$wanted"
     FSTAB_CHANGED=1
 }
 
 ensure_fstab() {
-    with_lock "$FSTAB_LOCK" set_fstab_entry "$MOUNT_PATH" \
+    with_lock fstab set_fstab_entry "$MOUNT_PATH" \
         "UUID=$FS_UUID $MOUNT_PATH $FSTYPE defaults,nofail 0 2"
     # (No systemctl daemon-reload: systemd reads /etc/fstab at boot, which is when this line
     # matters, and a reload costs seconds on a busy service instance.)
     if ((FSTAB_CHANGED)); then
         log "/etc/fstab mounts UUID=$FS_UUID on $MOUNT_PATH at boot"
+        checkpoint in-fstab
     else
         log "/etc/fstab already mounts UUID=$FS_UUID on $MOUNT_PATH"
     fi
 }
 
-# device_size: sets DEVICE_SIZE to the size in bytes that the kernel sees now (it follows an
-# online extend).
-device_size() {
-    local sectors
-    read -r sectors </sys/class/block/"$KERNEL_NAME"/size
-    DEVICE_SIZE=$((sectors * 512))
+drop_fstab_entry() {
+    with_lock fstab set_fstab_entry "$MOUNT_PATH" ""
+    if ((FSTAB_CHANGED)); then
+        log "removed $MOUNT_PATH from /etc/fstab"
+        checkpoint out-of-fstab
+    fi
+}
+
+remove_mount_point() {
+    [[ -d $MOUNT_PATH && ! -L $MOUNT_PATH ]] || return 0
+    ! mountpoint -q -- "$MOUNT_PATH" || return 0
+    if rmdir -- "$MOUNT_PATH" 2>/dev/null; then
+        log "removed the empty directory $MOUNT_PATH"
+    else
+        log "warning: left $MOUNT_PATH in place: it is not empty (files on the root disk)"
+    fi
 }
 
 grow_filesystem() {
-    local wanted=$((SIZE_GIB * GIB)) size deadline=$((SECONDS + DEVICE_TIMEOUT))
-    device_size
+    local size block_count=0 block_size=0 key value
+    wait_for_volume_size
     size=$DEVICE_SIZE
-    if ((size < wanted)); then
-        log "waiting up to ${DEVICE_TIMEOUT}s for $DEVICE to reach ${SIZE_GIB} GiB (now $size bytes)"
-    fi
-    while ((size < wanted)); do
-        ((SECONDS < deadline)) ||
-            die "volume $VOLUME_ID ($DEVICE) is $size bytes, smaller than the share's size" \
-                "${SIZE_GIB} GiB, after ${DEVICE_TIMEOUT}s. Check that the Cinder extend" \
-                "finished (openstack volume show $VOLUME_ID) and that this server sees the new" \
-                "size ('blockdev --getsize64 $DEVICE', 'dmesg'), then run again."
-        sleep 1
-        device_size
-        size=$DEVICE_SIZE
-    done
-    local block_count=0 block_size=0 key value
     while IFS=':' read -r key value; do
         case $key in
             'Block count') block_count=${value// /} ;;
@@ -432,36 +833,119 @@ grow_filesystem() {
 
 # --- NFS ----------------------------------------------------------------------------------
 
-# exports_line CLIENT: the exports(5) entry for one --client. Manila's client forms bracket IPv6
-# ("[1001::1]/124", for `exportfs -o ... client:path`); in exports(5) the address goes bare.
-# Manila's options, plus mp: export only while the volume is mounted there, never the bare
-# directory on the root disk (after a reboot without the volume, say).
+# exports_line ADDRESS LEVEL: the exports(5) entry for one client, in EXPORTS_LINE. Manila's
+# options, plus mp: export only while the volume is mounted there, never the bare directory on
+# the root disk (after a reboot without the volume, say).
 exports_line() {
-    local level=${1%%:*} address=${1#*:}
-    address=${address/\[/}
-    address=${address/\]/}
-    EXPORTS_LINE="$MOUNT_PATH $address($level,no_subtree_check,no_root_squash,mp)"
+    EXPORTS_LINE="$MOUNT_PATH $1($2,no_subtree_check,no_root_squash,mp)"
 }
 
-write_exports_file() {
-    local file=$EXPORTS_DIR/$NAME.exports temp client wanted current=""
-    wanted="# share $NAME: written by manila-dhss share.sh on every ensure; edits are lost"$'\n'
-    if ((${#CLIENTS[@]} == 0)); then
-        wanted+="# no access rules: $MOUNT_PATH is not exported"$'\n'
-    fi
+# wanted_nfs_clients: sets WANTED (address in the exports(5) form -> rw|ro) and
+# WANTED_ORDER (the addresses in the order of the rules) from --client. Manila's client forms
+# bracket IPv6 ("[1001::1]/124", for `exportfs -o ... client:path`); in exports(5) the address
+# goes bare. An address given twice gets ro if either says ro.
+wanted_nfs_clients() {
+    local client address
+    WANTED=() WANTED_ORDER=()
     for client in ${CLIENTS[@]+"${CLIENTS[@]}"}; do
-        exports_line "$client"
-        wanted+=$EXPORTS_LINE$'\n'
+        address=${client#*:}
+        address=${address/\[/}
+        address=${address/\]/}
+        if [[ -z ${WANTED[$address]+set} ]]; then
+            WANTED_ORDER+=("$address")
+            WANTED[$address]=${client%%:*}
+        elif [[ ${client%%:*} == ro ]]; then
+            WANTED[$address]=ro
+        fi
     done
+}
+
+# exports_file_text LINES...: the share's exports file with these entries.
+exports_file_text() {
+    local line
+    EXPORTS_TEXT="# share $NAME: written by manila-dhss share.sh on every ensure; edits are lost"$'\n'
+    if (($# == 0)); then
+        EXPORTS_TEXT+="# no access rules: $MOUNT_PATH is not exported"$'\n'
+    fi
+    for line in "$@"; do
+        EXPORTS_TEXT+=$line$'\n'
+    done
+}
+
+# set_exports_file TEXT: the share's exports file holds TEXT (or, with no TEXT, is gone).
+# Sets EXPORTS_CHANGED.
+set_exports_file() {
+    local file=$EXPORTS_DIR/$NAME.exports wanted=${1-} current=""
+    EXPORTS_CHANGED=0
+    if [[ -z $wanted ]]; then
+        [[ -e $file ]] || return 0
+        rm -f -- "$file"
+        EXPORTS_CHANGED=1
+        return 0
+    fi
     if [[ -f $file ]]; then
         IFS= read -r -d '' current <"$file" || true
     fi
     [[ $current != "$wanted" ]] || return 0
     [[ -d $EXPORTS_DIR ]] || mkdir -p -- "$EXPORTS_DIR"
-    temp=$(new_temp_file "$file")
-    printf '%s' "$wanted" >"$temp"
-    replace_file "$file" "$temp"
-    log "wrote $file"
+    write_file "$file" "$wanted"
+    EXPORTS_CHANGED=1
+}
+
+# nfs_clients_of SOURCE: the "address level" pairs that SOURCE (the share's exports file, or
+# ETAB: what mountd serves) gives MOUNT_PATH, sorted, one per line, in NFS_CLIENTS.
+nfs_clients_of() {
+    local source=$1 line
+    local -a pairs=()
+    NFS_CLIENTS=""
+    [[ -f $source ]] || return 0
+    while IFS= read -r line; do
+        if [[ $line =~ $EXPORTS_ENTRY && ${BASH_REMATCH[1]} == "$MOUNT_PATH" ]]; then
+            pairs+=("${BASH_REMATCH[2]} ${BASH_REMATCH[3]}")
+        fi
+    done <"$source"
+    if ((${#pairs[@]})); then
+        NFS_CLIENTS=$(printf '%s\n' "${pairs[@]}" | sort)
+    fi
+}
+
+# nfs_table_applied: sets NFS_APPLIED to 1 if mountd's table (ETAB) holds exactly what the
+# exports files of this script's shares say, for their paths and for MOUNT_PATH; to 0, with
+# what differs in NFS_DIFFERENCE, if not. A full root disk makes exportfs write an empty table,
+# and exit 0, which takes every share off NFS: each run checks all of them.
+nfs_table_applied() {
+    local file line header path
+    local -a expected=() served=()
+    local -A paths=(["$MOUNT_PATH"]=1)
+    for file in "$EXPORTS_DIR"/*.exports; do
+        [[ -f $file ]] || continue
+        IFS= read -r header <"$file" || continue
+        [[ $header == "# share "*": written by manila-dhss share.sh"* ]] || continue
+        while IFS= read -r line; do
+            if [[ $line =~ $EXPORTS_ENTRY ]]; then
+                expected+=("${BASH_REMATCH[1]} ${BASH_REMATCH[2]} ${BASH_REMATCH[3]}")
+                paths[${BASH_REMATCH[1]}]=1
+            fi
+        done <"$file"
+    done
+    if [[ -f $ETAB ]]; then
+        while IFS= read -r line; do
+            if [[ $line =~ $EXPORTS_ENTRY && -n ${paths[${BASH_REMATCH[1]}]+set} ]]; then
+                served+=("${BASH_REMATCH[1]} ${BASH_REMATCH[2]} ${BASH_REMATCH[3]}")
+            fi
+        done <"$ETAB"
+    fi
+    local missing extra
+    missing=$(comm -23 <(printf '%s\n' ${expected[@]+"${expected[@]}"} | sort) \
+        <(printf '%s\n' ${served[@]+"${served[@]}"} | sort) | sed '/^$/d' | paste -sd ',' -)
+    extra=$(comm -13 <(printf '%s\n' ${expected[@]+"${expected[@]}"} | sort) \
+        <(printf '%s\n' ${served[@]+"${served[@]}"} | sort) | sed '/^$/d' | paste -sd ',' -)
+    NFS_APPLIED=1 NFS_DIFFERENCE=""
+    if [[ -n $missing$extra ]]; then
+        NFS_APPLIED=0
+        NFS_DIFFERENCE="${missing:+it lacks ${missing//,/, }}${missing:+${extra:+; }}"
+        NFS_DIFFERENCE+="${extra:+it has ${extra//,/, } besides}"
+    fi
 }
 
 ensure_nfs_server() {
@@ -469,52 +953,115 @@ ensure_nfs_server() {
         log "nfs-kernel-server is not running: starting it"
         systemctl start nfs-kernel-server </dev/null ||
             die "could not start nfs-kernel-server; see 'systemctl status nfs-kernel-server'" \
-                "and 'journalctl -u nfs-server' on this server."
+                "and 'journalctl -u nfs-server' on this server, then run again."
     fi
 }
 
-reexport_all() {
-    exportfs -ra </dev/null >&2 ||
-        die "exportfs -ra failed; see its messages above and check the files in $EXPORTS_DIR."
+# apply_exports: exportfs -ra, then check that mountd's table (ETAB) holds what the exports
+# files say (nfs_table_applied). exportfs exits 0 when it could not write that table on a full
+# disk, which would leave a removed client its access, or take every share off NFS.
+apply_exports() {
+    local error
+    error=$(exportfs -ra </dev/null 2>&1) ||
+        die "exportfs -ra failed: ${error//$'\n'/; }. Until it works, NFS serves what it served" \
+            "before this run. Check the files in $EXPORTS_DIR and /etc/exports, and that" \
+            "/var/lib/nfs is writable (df -h /var/lib/nfs); run again."
+    nfs_table_applied
+    ((NFS_APPLIED)) ||
+        die "exportfs -ra did not apply the exports: $ETAB (what NFS serves) is not what the" \
+            "files in $EXPORTS_DIR say: $NFS_DIFFERENCE." \
+            "${error:+exportfs said: ${error//$'\n'/; }. }Check that /var/lib/nfs is writable" \
+            "and not full (df -h /var/lib/nfs) and that nothing else exports these paths" \
+            "(/etc/exports); run again: the next run of any share re-applies them all."
+}
+
+# cut_nfs_locked: of what mountd serves MOUNT_PATH now, keep only what the rules give too (a
+# client in both keeps ro if either says ro), so that a removed client is out at once.
+cut_nfs_locked() {
+    local address level kept_pairs=""
+    local -a kept=() pairs=()
+    local -A WANTED=()
+    local -a WANTED_ORDER=()
+    CUT=0
+    wanted_nfs_clients
+    nfs_clients_of "$ETAB"
+    while read -r address level; do
+        [[ -n $address && -n ${WANTED[$address]+set} ]] || continue
+        if [[ ${WANTED[$address]} == ro ]]; then
+            level=ro
+        fi
+        exports_line "$address" "$level"
+        kept+=("$EXPORTS_LINE")
+        pairs+=("$address $level")
+    done <<<"$NFS_CLIENTS"
+    if ((${#pairs[@]})); then
+        kept_pairs=$(printf '%s\n' "${pairs[@]}" | sort)
+    fi
+    [[ $kept_pairs != "$NFS_CLIENTS" ]] || return 0 # it serves nothing the rules do not give
+    exports_file_text ${kept[@]+"${kept[@]}"}
+    set_exports_file "$EXPORTS_TEXT"
+    apply_exports
+    CUT=1
+}
+
+# withdraw_nfs_locked: no exports file, and mountd's table has nothing for MOUNT_PATH. Decided
+# by that table, not by the file, so that a run cut short after removing the file finishes the
+# job when run again.
+withdraw_nfs_locked() {
+    WITHDRAWN=0
+    set_exports_file ""
+    if ((EXPORTS_CHANGED)); then
+        checkpoint rules-removed
+    fi
+    nfs_clients_of "$ETAB"
+    nfs_table_applied
+    if [[ -n $NFS_CLIENTS ]] || ((EXPORTS_CHANGED || !NFS_APPLIED)); then
+        apply_exports
+        WITHDRAWN=1
+    fi
+}
+
+withdraw_nfs() {
+    command -v exportfs >/dev/null || return 0
+    with_lock exports withdraw_nfs_locked
+    if ((WITHDRAWN)); then
+        log "removed the NFS exports of $MOUNT_PATH"
+        checkpoint unexported
+    fi
 }
 
 export_nfs_locked() {
-    write_exports_file
+    local address
+    local -a lines=()
+    local -A WANTED=()
+    local -a WANTED_ORDER=()
+    wanted_nfs_clients
+    for address in ${WANTED_ORDER[@]+"${WANTED_ORDER[@]}"}; do
+        exports_line "$address" "${WANTED[$address]}"
+        lines+=("$EXPORTS_LINE")
+    done
+    exports_file_text ${lines[@]+"${lines[@]}"}
+    set_exports_file "$EXPORTS_TEXT"
+    if ((EXPORTS_CHANGED)); then
+        log "wrote $EXPORTS_DIR/$NAME.exports"
+        checkpoint rules-written
+    fi
     ensure_nfs_server
-    reexport_all
+    # Always: a negative answer that mountd gave while the volume was not mounted (mp) stays in
+    # the kernel's cache until exportfs flushes it.
+    apply_exports
 }
 
 export_nfs() {
     command -v exportfs >/dev/null ||
         die "exportfs is not installed on this server: install nfs-kernel-server."
-    with_lock "$EXPORTS_LOCK" export_nfs_locked
+    with_lock exports export_nfs_locked
     if ((${#CLIENTS[@]})); then
         log "exported $MOUNT_PATH over NFS to: ${CLIENTS[*]}"
     else
         log "no access rules: $MOUNT_PATH is not exported over NFS"
     fi
-}
-
-unexport_nfs_locked() {
-    local file=$EXPORTS_DIR/$NAME.exports
-    UNEXPORTED=0
-    [[ -e $file ]] || return 0
-    rm -f -- "$file"
-    reexport_all
-    UNEXPORTED=1
-}
-
-unexport_nfs() {
-    command -v exportfs >/dev/null || return 0
-    with_lock "$EXPORTS_LOCK" unexport_nfs_locked
-    if ((UNEXPORTED)); then
-        log "removed the NFS exports of $MOUNT_PATH"
-    fi
-    # Drop the NFSv4 opens and locks that clients hold on this filesystem, so that it can be
-    # unmounted.
-    if [[ -w /proc/fs/nfsd/unlock_filesystem ]] && mountpoint -q -- "$MOUNT_PATH"; then
-        printf '%s\n' "$MOUNT_PATH" >/proc/fs/nfsd/unlock_filesystem 2>/dev/null || true
-    fi
+    checkpoint exported
 }
 
 # --- CIFS (Samba registry, like Manila's CIFSHelperIPAccess) ------------------------------
@@ -536,24 +1083,22 @@ cifs_read_only() {
     if ((ro)); then printf yes; else printf no; fi
 }
 
-cifs_hosts_allow() {
+# cifs_addresses: the rules' addresses, space-separated.
+cifs_addresses() {
     local client addresses=()
     for client in ${CLIENTS[@]+"${CLIENTS[@]}"}; do
         addresses+=("${client#*:}")
     done
-    if ((${#addresses[@]} == 0)); then
-        printf '127.0.0.1' # Manila's default: nobody outside the server
-    else
-        printf '%s' "${addresses[*]}"
-    fi
+    printf '%s' "${addresses[*]}"
 }
 
 # cifs_share_section READ_ONLY HOSTS_ALLOW: the share's Samba section, in the form that
 # `net conf showshare` prints. Manila's parameters (addshare writeable=y guest_ok=y, then
 # browseable, create mask, hosts deny, hosts allow, read only), plus: refuse connections while
-# the volume is not mounted, rather than serve the bare directory on the root disk.
+# the volume is not mounted, rather than serve the bare directory on the root disk. An empty
+# HOSTS_ALLOW is Manila's default: nobody outside the server.
 cifs_share_section() {
-    local read_only=$1 hosts_allow=$2
+    local read_only=$1 hosts_allow=${2:-127.0.0.1}
     printf '[%s]\n' "$NAME"
     printf '\t%s = %s\n' \
         path "$MOUNT_PATH" \
@@ -572,11 +1117,37 @@ cifs_parameter() {
     PARAM="$2" awk -F ' = ' '$1 == "\t" ENVIRON["PARAM"] { print $2 }' <<<"$1"
 }
 
+# cifs_current_section: the share's registry section now, in CURRENT_SECTION. Read once per
+# run (every net command costs a second on a small server): only this script changes the
+# section, under the share's lock, which it holds from start to end.
+cifs_current_section() {
+    if [[ -z ${CURRENT_SECTION+set} ]]; then
+        CURRENT_SECTION=$(net conf showshare "$NAME" </dev/null 2>/dev/null) || CURRENT_SECTION=""
+    fi
+}
+
+# import_cifs_section SECTION: make SECTION the share's whole registry section (one import
+# replaces it: exactly these parameters, nothing left over).
+import_cifs_section() {
+    local wanted=$1 temp error
+    temp=$RUN_DIR/samba-$NAME.conf
+    TEMP_FILES+=("$temp")
+    rm -f -- "$temp"
+    printf '%s\n' "$wanted" >"$temp"
+    error=$(net conf import "$temp" "$NAME" </dev/null 2>&1) ||
+        die "net conf import of share $NAME failed: ${error//$'\n'/; }. The Samba registry" \
+            "must be usable: smb.conf needs 'include = registry' in [global] (as in Manila's" \
+            "service image), and /var/lib/samba room to write (df -h /var/lib/samba); check" \
+            "'net conf list' and 'testparm -s' on this server, then run again."
+    rm -f -- "$temp"
+    CURRENT_SECTION=$wanted
+}
+
 ensure_smbd() {
     if ! systemctl is-active --quiet smbd </dev/null; then
         log "smbd is not running: starting it"
         systemctl start smbd </dev/null ||
-            die "could not start smbd; see 'systemctl status smbd' on this server."
+            die "could not start smbd; see 'systemctl status smbd' on this server, then run again."
     fi
 }
 
@@ -585,110 +1156,151 @@ ensure_smbd() {
 # client that is already connected (it reconnects, under the new rules).
 close_cifs_sessions() {
     if systemctl is-active --quiet smbd </dev/null; then
-        smbcontrol all close-share "$NAME" </dev/null >/dev/null 2>&1 || true
+        smbcontrol smbd close-share "$NAME" </dev/null >/dev/null 2>&1 || true
     fi
 }
 
-export_cifs_locked() {
-    local wanted=$1 current="" temp
-    ACCESS_CHANGED=0
-    current=$(net conf showshare "$NAME" </dev/null 2>/dev/null) || current=""
-    [[ $current != "$wanted" ]] || return 0
-    temp=$(new_temp_file "$LOCK_DIR/dhss-samba-$NAME.conf")
-    printf '%s\n' "$wanted" >"$temp"
-    # One import replaces the whole section: exactly these parameters, nothing left over.
-    net conf import "$temp" "$NAME" </dev/null >&2 ||
-        die "net conf import of share $NAME failed. The Samba registry must be usable:" \
-            "smb.conf needs 'include = registry' in [global] (as in Manila's service image);" \
-            "check 'net conf list' and 'testparm -s' on this server."
-    rm -f -- "$temp"
-    if [[ -z $current ]]; then
-        log "samba: added share $NAME for $MOUNT_PATH"
+# cut_cifs_locked: keep only the access that both the registry and the rules give: the
+# addresses in both, and read only if either says so.
+cut_cifs_locked() {
+    local current_hosts wanted_hosts host read_only=no kept=()
+    CUT=0
+    cifs_current_section
+    [[ -n $CURRENT_SECTION ]] || return 0
+    current_hosts=$(cifs_parameter "$CURRENT_SECTION" 'hosts allow')
+    wanted_hosts=" $(cifs_addresses) "
+    for host in $current_hosts; do
+        if [[ $wanted_hosts == *" $host "* ]]; then
+            kept+=("$host")
+        fi
+    done
+    if [[ $(cifs_parameter "$CURRENT_SECTION" 'read only') == yes || $(cifs_read_only) == yes ]]
+    then
+        read_only=yes
+    fi
+    local narrowed
+    narrowed=$(cifs_share_section "$read_only" "${kept[*]}")
+    [[ $narrowed != "$CURRENT_SECTION" ]] || return 0
+    import_cifs_section "$narrowed"
+    CUT=1
+}
+
+withdraw_cifs_locked() {
+    WITHDRAWN=0
+    cifs_current_section
+    [[ -n $CURRENT_SECTION ]] || return 0
+    # (net also says "delete_share_security: Failed to delete entry" when the share had no
+    # ACL of its own, which is the case here: not an error.)
+    net conf delshare "$NAME" </dev/null 2>/dev/null ||
+        die "net conf delshare $NAME failed; run it by hand to see why (is /var/lib/samba" \
+            "full? df -h /var/lib/samba), then run again."
+    CURRENT_SECTION=""
+    WITHDRAWN=1
+    checkpoint rules-removed
+}
+
+withdraw_cifs() {
+    command -v net >/dev/null || return 0
+    if samba_reserved_name; then
+        log "warning: not touching Samba's special section [$NAME]: no CIFS share by that name" \
+            "was ever made by this script"
         return 0
     fi
-    log "samba: updated share $NAME"
-    if [[ $(cifs_parameter "$current" 'hosts allow') != "$(cifs_parameter "$wanted" 'hosts allow')" ||
-        $(cifs_parameter "$current" 'read only') != "$(cifs_parameter "$wanted" 'read only')" ]]; then
+    with_lock samba withdraw_cifs_locked
+    if ((WITHDRAWN)); then
+        log "samba: removed share $NAME"
+    fi
+    # Those connected when it was removed, by this run or by one cut short before it.
+    close_cifs_sessions
+    checkpoint unexported
+}
+
+export_cifs_locked() {
+    local wanted=$1 current_access wanted_access
+    ACCESS_CHANGED=0 SECTION_CHANGED=0
+    cifs_current_section
+    [[ $CURRENT_SECTION != "$wanted" ]] || return 0
+    local current=$CURRENT_SECTION
+    current_access="$(cifs_parameter "$current" 'hosts allow')/$(cifs_parameter "$current" \
+        'read only')"
+    wanted_access="$(cifs_parameter "$wanted" 'hosts allow')/$(cifs_parameter "$wanted" \
+        'read only')"
+    import_cifs_section "$wanted"
+    SECTION_CHANGED=1
+    if [[ -n $current && $current_access != "$wanted_access" ]]; then
         ACCESS_CHANGED=1
     fi
 }
 
 export_cifs() {
-    local read_only hosts_allow
+    local read_only
     command -v net >/dev/null || die "net (samba-common-bin) is not installed on this server."
     read_only=$(cifs_read_only)
-    hosts_allow=$(cifs_hosts_allow)
-    with_lock "$SAMBA_LOCK" export_cifs_locked "$(cifs_share_section "$read_only" "$hosts_allow")"
+    with_lock samba export_cifs_locked "$(cifs_share_section "$read_only" "$(cifs_addresses)")"
+    if ((SECTION_CHANGED)); then
+        log "samba: wrote share $NAME for $MOUNT_PATH"
+        checkpoint rules-written
+    fi
     ensure_smbd
     if ((ACCESS_CHANGED)); then
         close_cifs_sessions
         log "samba: closed the open sessions on $NAME so that the new rules apply to them"
     fi
-    log "exported $MOUNT_PATH over CIFS as share $NAME to: $hosts_allow (read only: $read_only)"
+    log "exported $MOUNT_PATH over CIFS as share $NAME to: $(cifs_addresses) (read only:" \
+        "$read_only)"
+    checkpoint exported
 }
 
-unexport_cifs_locked() {
-    UNEXPORTED=0
-    net conf showshare "$NAME" </dev/null >/dev/null 2>&1 || return 0
-    # (net also says "delete_share_security: Failed to delete entry" when the share had no
-    # ACL of its own, which is the case here: not an error.)
-    net conf delshare "$NAME" </dev/null 2>/dev/null ||
-        die "net conf delshare $NAME failed; run it by hand to see why, then run again."
-    UNEXPORTED=1
-}
+# --- access, in the order that keeps it safe ----------------------------------------------
 
-unexport_cifs() {
-    command -v net >/dev/null || return 0
-    with_lock "$SAMBA_LOCK" unexport_cifs_locked
-    if ((UNEXPORTED)); then
-        log "samba: removed share $NAME"
-    fi
-    close_cifs_sessions # so that the volume can be unmounted
-}
-
-# --- unmount ------------------------------------------------------------------------------
-
-unmount() {
-    local tries=0 error
-    while mountpoint -q -- "$MOUNT_PATH"; do
-        ((tries++ < 5)) || die "$MOUNT_PATH is still mounted after $tries unmounts; see" \
-            "'findmnt $MOUNT_PATH' and 'fuser -vm $MOUNT_PATH'."
-        sync -f -- "$MOUNT_PATH" || true
-        if error=$(umount -- "$MOUNT_PATH" </dev/null 2>&1); then
-            log "unmounted $MOUNT_PATH"
-        else
-            log "${error:-umount $MOUNT_PATH failed}: detaching it now (umount -l); the kernel" \
-                "releases the filesystem when its last user closes it"
-            umount -l -- "$MOUNT_PATH" </dev/null
-        fi
-    done
-}
-
-drop_fstab_entry() {
-    with_lock "$FSTAB_LOCK" set_fstab_entry "$MOUNT_PATH" ""
-    if ((FSTAB_CHANGED)); then
-        log "removed $MOUNT_PATH from /etc/fstab"
-    fi
-}
-
-remove_mount_point() {
-    [[ -d $MOUNT_PATH ]] || return 0
-    if rmdir -- "$MOUNT_PATH" 2>/dev/null; then
-        log "removed the empty directory $MOUNT_PATH"
+# cut_access: before anything else, take away what the clients no longer have.
+cut_access() {
+    CUT=0
+    if [[ $PROTOCOL == nfs ]]; then
+        command -v exportfs >/dev/null || return 0
+        with_lock exports cut_nfs_locked
     else
-        log "warning: left $MOUNT_PATH in place: it is not empty (files on the root disk)"
+        command -v net >/dev/null || return 0
+        with_lock samba cut_cifs_locked
+        if ((CUT)); then
+            close_cifs_sessions
+        fi
     fi
+    if ((CUT)); then
+        log "cut the access that the rules no longer give"
+        checkpoint access-cut
+    fi
+}
+
+# withdraw_share: no export, no Samba share and no fstab line for MOUNT_PATH: what must hold
+# whenever the share's volume is not mounted there. Without --protocol (delete), both.
+withdraw_share() {
+    if [[ $PROTOCOL != cifs ]]; then
+        withdraw_nfs
+    fi
+    if [[ $PROTOCOL != nfs ]]; then
+        withdraw_cifs
+    fi
+    drop_fstab_entry
 }
 
 # --- actions ------------------------------------------------------------------------------
 
 ensure_share() {
     log "ensure: volume $VOLUME_ID, ${PROTOCOL^^}, ${SIZE_GIB} GiB, $FSTYPE on $MOUNT_PATH"
+    mount_state
+    if ((MOUNTED_LIVE)); then
+        cut_access
+    else
+        # Not mounted (or its volume gone): nothing may point at it while it is not.
+        withdraw_share
+    fi
     find_device
-    with_lock "$LOCK_DIR/dhss-volume-${VOLUME_ID:0:20}.lock" ensure_filesystem_and_mount
+    with_lock "volume-${VOLUME_ID:0:20}" ensure_filesystem_and_mount
     ensure_fstab
-    grow_filesystem
+    # Rules before size: a stalled or failed extend never delays them.
     "export_$PROTOCOL"
+    grow_filesystem
     log "ready"
 }
 
@@ -700,15 +1312,20 @@ ensure_filesystem_and_mount() {
 
 delete_share() {
     log "delete: unexport and unmount $MOUNT_PATH (the data on the volume is kept)"
-    # Without --protocol, both (a share of unknown protocol must not stay exported).
-    if [[ $PROTOCOL != cifs ]]; then
-        unexport_nfs
+    mount_state
+    if [[ -n $MOUNTED_NUMBER ]]; then
+        refuse_if_in_use "$MOUNTED_NUMBER" "delete the share"
     fi
-    if [[ $PROTOCOL != nfs ]]; then
-        unexport_cifs
+    withdraw_share
+    if [[ ${MOUNTED_NUMBER%%:*} == 0 ]]; then
+        # Not a volume (tmpfs, say, mounted by hand): unmounting would lose what it holds,
+        # and it is not what Nova detaches next.
+        log "warning: left $MOUNT_PATH mounted: it holds a filesystem without a device" \
+            "($MOUNTED_NUMBER, see 'findmnt $MOUNT_PATH'), not the share's volume"
+    else
+        unmount
+        checkpoint unmounted
     fi
-    unmount
-    drop_fstab_entry
     remove_mount_point
     log "deleted"
 }
@@ -716,9 +1333,10 @@ delete_share() {
 main() {
     trap 'on_error $? $LINENO "$BASH_COMMAND"' ERR
     trap cleanup EXIT
+    cd / # hold no directory that an unmount needs
     parse_args "$@"
-    [[ -d $LOCK_DIR ]] || mkdir -p -- "$LOCK_DIR"
-    with_lock "$LOCK_DIR/dhss-share-$NAME.lock" "${ACTION}_share"
+    own_directory "$RUN_DIR"
+    with_lock "share-$NAME" "${ACTION}_share"
 }
 
 main "$@"

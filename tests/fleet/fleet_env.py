@@ -15,7 +15,10 @@ from typing import Any
 import yaml
 
 from dhss_components.fleet.cli import main
-from dhss_components.simulated_cloud import DEVSTACK_SERVICE_NET
+from dhss_components.fleet.openssh import OpenSsh
+from dhss_components.fleet.options import SERVICE_NETWORK_STACK_PREFIX
+from dhss_components.fleet.verify import ShellFactory
+from tests.clouds import DEVSTACK_SERVICE_NET
 from tests.fleet.standin.install import write_settings
 from tests.stack_run import base_config
 
@@ -88,16 +91,19 @@ class FleetRun:
 
     def rows(self) -> dict[str, list[str]]:
         """The summary table's rows by tenant, split on runs of two spaces."""
+        table = self.stdout.split("\n\n", 1)[0]  # notes and findings come after a blank line
         return {
             line.split()[0]: [cell.strip() for cell in line.split("  ") if cell.strip()]
-            for line in self.stdout.splitlines()
+            for line in table.splitlines()
             if line.startswith("tenant-")
         }
 
 
-def run_fleet(args: list[str], environ: Mapping[str, str]) -> FleetRun:
+def run_fleet(
+    args: list[str], environ: Mapping[str, str], shell: ShellFactory = OpenSsh
+) -> FleetRun:
     out, err = io.StringIO(), io.StringIO()
-    code = main(args, stdout=out, stderr=err, environ=environ, live=False)
+    code = main(args, stdout=out, stderr=err, environ=environ, live=False, shell=shell)
     return FleetRun(code, out.getvalue(), err.getvalue())
 
 
@@ -129,8 +135,8 @@ class Bed:
         write_settings(self.cli, {**cloud_settings(indices), **settings})
         return write_yaml(self.tmp / "tenants.yaml", tenants_document(self.keys, indices))
 
-    def fleet(self, *args: str) -> FleetRun:
-        return run_fleet([*args, *self.options], self.environ)
+    def fleet(self, *args: str, shell: ShellFactory = OpenSsh) -> FleetRun:
+        return run_fleet([*args, *self.options], self.environ, shell)
 
     def ledger(self) -> dict[str, str]:
         path = self.work / "service-subnets.json"
@@ -141,6 +147,25 @@ class Bed:
 
     def calls(self) -> list[Call]:
         return calls(self.cli)
+
+    def settings(self, **changes: Any) -> None:
+        """Change the stand-in's settings (what the cloud holds, what it does)."""
+        settings = json.loads((self.cli / "standin.json").read_text())
+        write_settings(self.cli, {**settings, **changes})
+
+    def resources(self, stack: str) -> list[dict[str, Any]]:
+        """The stack's resources as its checkpoint holds them (outputs sealed, inputs plain but
+        for secrets)."""
+        path = self.state / ".pulumi" / "stacks" / "manila-dhss" / f"{stack}.json"
+        found: list[dict[str, Any]] = json.loads(path.read_text())["checkpoint"]["latest"].get(
+            "resources", []
+        )
+        return found
+
+    def ssh_runs(self) -> list[dict[str, Any]]:
+        """Every remote command the stand-in ran (nova.py): host, server, step, share."""
+        path = self.cli / "ssh.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 # -- what the stand-in recorded ------------------------------------------------------------
@@ -175,6 +200,11 @@ class Call:
         if self.argv[1:3] == ["stack", "init"]:
             return self.argv[3]
         return None
+
+
+def reads_a_service_network(call: Call) -> bool:
+    """A call for the read-only stack that reads a service network's subnets (survey.py)."""
+    return (call.stack or "").startswith(SERVICE_NETWORK_STACK_PREFIX)
 
 
 def config_sent(call: Call) -> dict[str, tuple[str, bool]]:

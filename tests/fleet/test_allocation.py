@@ -6,6 +6,7 @@ import ipaddress
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from dhss_components.fleet.allocation import (
     AllocationError,
+    HeldSubnet,
     SubnetRequest,
     allocate_service_subnets,
     release,
@@ -23,11 +25,17 @@ from tests.fleet.fleet_env import pairwise_disjoint
 
 NET = "b7d1a0c3-4e5f-4a6b-8c7d-9e0f1a2b3c41"
 OTHER_NET = "0f0e0d0c-0b0a-4908-8706-050403020100"
-POOL = "10.254.0.0/24"
+POOL = ipaddress.IPv4Network("10.254.0.0/24")
 
 
 def request(tenant: str, pinned: str | None = None, network: str = NET) -> SubnetRequest:
-    return SubnetRequest(tenant=tenant, network_id=network, pool=POOL, mask=28, pinned=pinned)
+    return SubnetRequest(
+        tenant=tenant,
+        network_id=network,
+        pool=POOL,
+        mask=28,
+        pinned=ipaddress.IPv4Network(pinned) if pinned else None,
+    )
 
 
 def cidrs_of(tenants: Sequence[str], ledger: Mapping[str, Mapping[str, str]] | None = None):
@@ -129,12 +137,21 @@ def test_any_tenants_get_disjoint_blocks_that_stay_put(
     arriving = data.draw(st.lists(st.from_regex(r"new-[a-z]{1,4}", fullmatch=True), unique=True))
     staying = [t for t in tenants if t not in leaving]
     reserved = sum(len(given) for given in ledger.values())
-    if reserved + len(arriving) > 16:
-        return  # a full pool is its own test
+    free = 16 - reserved
+    if len(arriving) > free:
+        # More newcomers than free blocks: refused, naming the first that did not fit (in
+        # name order), and nobody already placed is moved to make room.
+        with pytest.raises(AllocationError) as caught:
+            cidrs_of(staying + arriving, ledger)
+        left_out = sorted(arriving)[free:]
+        assert [p.key for p in caught.value.problems] == [f"tenants[{t}]" for t in left_out]
+        return
     second = cidrs_of(staying + arriving, ledger)
 
     assert {t: second.cidrs[t] for t in staying} == {t: first.cidrs[t] for t in staying}
+    assert set(second.new) == set(arriving)
     everything = {**second.ledger.get(NET, {})}
+    assert len(everything) == reserved + len(arriving)
     assert pairwise_disjoint(everything.values())
 
 
@@ -196,3 +213,180 @@ def test_a_damaged_ledger_is_an_error_not_a_fresh_start(tmp_path: Path) -> None:
 
     with pytest.raises(LedgerError, match="not valid JSON"):
         reserve(LedgerFile(path), [request("tenant-a")])
+
+
+def test_an_overlapping_pin_is_found_whatever_the_order_of_the_file() -> None:
+    # tenant-a (no pin) comes first in the file; tenant-b and tenant-c pin overlapping blocks.
+    with pytest.raises(AllocationError) as caught:
+        allocate_service_subnets(
+            [request("tenant-a"), request("tenant-b", "10.254.0.0/28"),
+             request("tenant-c", "10.254.0.0/27")],
+            {},
+        )  # fmt: skip
+    assert sorted(p.key for p in caught.value.problems) == [
+        "tenants[tenant-b].shareNetwork.service_subnet_cidr",
+        "tenants[tenant-c].shareNetwork.service_subnet_cidr",
+    ]
+
+
+def test_every_tenant_that_does_not_fit_is_named() -> None:
+    with pytest.raises(AllocationError) as caught:
+        cidrs_of([f"tenant-{i:02d}" for i in range(18)])
+    assert [p.key for p in caught.value.problems] == ["tenants[tenant-16]", "tenants[tenant-17]"]
+    assert str(caught.value).count("no free /28 is left") == 2
+
+
+def test_releasing_a_tenant_keeps_the_other_networks() -> None:
+    ledger = {NET: {"tenant-a": "10.254.0.0/28", "tenant-b": "10.254.0.16/28"},
+              OTHER_NET: {"tenant-c": "10.254.0.0/28"}}  # fmt: skip
+    assert release(ledger, "tenant-b") == {
+        NET: {"tenant-a": "10.254.0.0/28"},
+        OTHER_NET: {"tenant-c": "10.254.0.0/28"},
+    }
+    assert release(release(ledger, "tenant-b"), "tenant-a") == {
+        OTHER_NET: {"tenant-c": "10.254.0.0/28"}
+    }
+
+
+def test_a_stack_the_ledger_does_not_know_is_asked_for_under_the_lock(tmp_path: Path) -> None:
+    ledger = LedgerFile(tmp_path / "service-subnets.json")
+    asked: list[list[str]] = []
+
+    def remember(unknown: Sequence[str]) -> dict[str, str]:
+        asked.append(list(unknown))
+        return {"tenant-b": "10.254.0.0/28"}  # its stack already has this subnet
+
+    allocation = reserve(
+        ledger, [request("tenant-a"), request("tenant-b"), request("tenant-p", "10.254.0.64/28")],
+        remember,
+    )  # fmt: skip
+
+    assert asked == [["tenant-a", "tenant-b"]]  # the pinned tenant needs no asking
+    assert allocation.cidrs == {
+        "tenant-a": "10.254.0.16/28",
+        "tenant-b": "10.254.0.0/28",
+        "tenant-p": "10.254.0.64/28",
+    }
+    assert ledger.read()[NET] == allocation.cidrs
+    # Known now: a second run asks nobody.
+    reserve(ledger, [request("tenant-a"), request("tenant-b")], remember)
+    assert len(asked) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("{not json", "not valid JSON"), ('{"version": 7}', "not a version 1 ledger")],
+)
+def test_a_damaged_ledger_names_its_file(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "service-subnets.json"
+    path.write_text(text)
+    with pytest.raises(LedgerError) as caught:
+        LedgerFile(path).read()
+    assert str(caught.value).startswith(str(path))
+    assert message in str(caught.value)
+
+
+# -- what the service network already holds in the cloud (survey.py) -----------------------
+
+
+def held(name: str, cidr: str, subnet_id: str = "") -> HeldSubnet:
+    return HeldSubnet(id=subnet_id or f"id-of-{name}", name=name, cidr=cidr)
+
+
+def named(tenant: str, pinned: str | None = None) -> SubnetRequest:
+    """A request with Manila's name for the tenant's service subnet (here: svc-<tenant>)."""
+    return replace(request(tenant, pinned), subnet_name=f"svc-{tenant}")
+
+
+def test_blocks_the_service_network_holds_are_never_given() -> None:
+    # Manila's own share server (another tenant subnet's name) and an older /26, made by
+    # neither the fleet nor its ledger.
+    cloud = {
+        NET: [
+            held(
+                "service_subnet_for_handling_of_share_server_for_tenant_subnet_x", "10.254.0.0/28"
+            ),
+            held("older-mask", "10.254.0.64/26"),
+        ]
+    }
+
+    allocation = allocate_service_subnets([named(t) for t in "abcd"], {}, None, cloud)
+
+    assert allocation.cidrs == {
+        "a": "10.254.0.16/28",
+        "b": "10.254.0.32/28",
+        "c": "10.254.0.48/28",
+        "d": "10.254.0.128/28",
+    }
+    assert allocation.new == {"a", "b", "c", "d"}
+
+
+def test_a_tenant_whose_subnet_exists_keeps_it_whatever_the_ledger_says() -> None:
+    cloud = {NET: [held("svc-a", "10.254.0.48/28")]}
+
+    allocation = allocate_service_subnets(
+        [named("a"), named("b")], {NET: {"a": "10.254.0.0/28"}}, None, cloud
+    )
+
+    assert allocation.cidrs == {"a": "10.254.0.48/28", "b": "10.254.0.0/28"}
+    assert allocation.new == {"b"}
+
+
+def test_a_block_given_but_never_made_is_given_again_once_another_subnet_holds_it() -> None:
+    # a and b were given blocks by this fleet; b made its subnet, a has not yet. Meanwhile a
+    # fleet on another machine made a subnet on a's block.
+    ledger = {NET: {"a": "10.254.0.0/28", "b": "10.254.0.16/28"}}
+    cloud = {NET: [held("svc-b", "10.254.0.16/28"), held("svc-elsewhere", "10.254.0.0/28")]}
+
+    allocation = allocate_service_subnets([named("a"), named("b")], ledger, None, cloud)
+
+    assert allocation.cidrs == {"a": "10.254.0.32/28", "b": "10.254.0.16/28"}
+    assert allocation.new == {"a"}
+    assert allocation.ledger[NET] == allocation.cidrs
+
+
+def test_a_pinned_block_another_subnet_holds_is_an_error_naming_that_subnet() -> None:
+    cloud = {NET: [held("manila-made", "10.254.0.0/24", "3f1c")]}
+
+    with pytest.raises(AllocationError) as caught:
+        allocate_service_subnets([named("a", pinned="10.254.0.32/28")], {}, None, cloud)
+
+    assert [str(p) for p in caught.value.problems] == [
+        "tenants[a].shareNetwork.service_subnet_cidr: 10.254.0.32/28 overlaps 10.254.0.0/24, "
+        f"which subnet 3f1c (manila-made) already holds on service network {NET}; pick a free "
+        "block or remove the key to let the fleet choose"
+    ]
+
+
+@given(
+    names,
+    st.lists(
+        st.tuples(st.integers(min_value=0, max_value=255), st.integers(min_value=26, max_value=30)),
+        max_size=6,
+    ),
+)
+def test_any_tenants_get_blocks_clear_of_whatever_the_network_holds(
+    tenants: list[str], holdings: list[tuple[int, int]]
+) -> None:
+    found: list[HeldSubnet] = []
+    for index, (octet, mask) in enumerate(holdings):
+        cidr = ipaddress.ip_network(f"10.254.0.{octet}/{mask}", strict=False)
+        if not any(cidr.overlaps(ipaddress.ip_network(h.cidr)) for h in found):  # as Neutron
+            found.append(held(f"other-{index}", str(cidr)))
+    cloud = {NET: found}
+    try:
+        first = allocate_service_subnets([named(t) for t in tenants], {}, None, cloud)
+    except AllocationError:
+        free = [
+            b for b in POOL.subnets(new_prefix=28)
+            if not any(b.overlaps(ipaddress.ip_network(h.cidr)) for h in found)
+        ]  # fmt: skip
+        assert len(tenants) > len(free)
+        return
+    given = list(first.cidrs.values())
+    assert pairwise_disjoint(given + [h.cidr for h in found])
+    # Made as given: each tenant's subnet is now in the cloud too, and nothing moves.
+    made = found + [held(f"svc-{t}", c) for t, c in first.cidrs.items()]
+    again = allocate_service_subnets([named(t) for t in tenants], first.ledger, None, {NET: made})
+    assert again.cidrs == first.cidrs
+    assert again.new == frozenset()

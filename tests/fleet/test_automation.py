@@ -20,8 +20,7 @@ import pytest
 import yaml
 from pulumi.automation import PulumiCommand
 
-from dhss_components.fleet.options import FleetOptions
-from dhss_components.fleet.plan import TenantPlan, tenant_config
+from dhss_components.fleet.options import SERVICE_NETWORK_STACK_PREFIX, FleetOptions
 from dhss_components.fleet.results import (
     EXIT_DRIFT,
     EXIT_FAILED,
@@ -31,15 +30,18 @@ from dhss_components.fleet.results import (
     TenantResult,
 )
 from dhss_components.fleet.runner import Fleet
+from dhss_components.fleet.stack_config import TenantStack, tenant_config
 from dhss_components.fleet.tenants import load_tenants_file
-from dhss_components.simulated_cloud import DEVSTACK_SERVICE_NET
+from tests.clouds import DEVSTACK_SERVICE_NET
 from tests.fleet.fleet_env import (
     PASSPHRASE,
     Bed,
     FleetRun,
     config_sent,
+    neutron_subnets,
     pairwise_disjoint,
     programs,
+    reads_a_service_network,
     registered,
     run_fleet,
     tenant_network,
@@ -52,6 +54,7 @@ ROUTER_INTERFACE = "openstack:networking/routerInterface:RouterInterface"
 INSTANCE = "openstack:compute/instance:Instance"
 VOLUME = "openstack:blockstorage/volume:Volume"
 COMMAND = "command:remote:Command"
+RULE = "openstack:networking/secGroupRule:SecGroupRule"
 
 
 def two_tenants(bed: Bed, **settings: object) -> Path:
@@ -158,7 +161,11 @@ def test_a_stack_the_ledger_does_not_know_keeps_its_subnet(bed: Bed) -> None:
     assert run.code == EXIT_OK, run.stdout
     assert bed.ledger()["tenant-02"] == built
     assert pairwise_disjoint(bed.ledger().values())
-    asked = [(c.command, c.stack) for c in bed.calls()[seen:] if c.command[0] == "stack"]
+    asked = [
+        (c.command, c.stack)
+        for c in bed.calls()[seen:]
+        if c.command[0] == "stack" and not reads_a_service_network(c)
+    ]
     # One listing, then only the existing stack's state is read.
     assert asked[:2] == [(["stack", "ls"], None), (["stack", "export"], "tenant-02")]
 
@@ -254,27 +261,48 @@ def test_a_removed_cloud_override_stops_applying(bed: Bed) -> None:
     second = programs(bed.cli, "tenant-01", "preview")[-1]
     assert "openstack:cloud" not in second["config_keys"]
     # --tenant ran only that tenant; no other stack was touched.
-    assert {c.stack for c in bed.calls()} <= {"tenant-01", None}
+    assert {c.stack for c in bed.calls() if not reads_a_service_network(c)} <= {"tenant-01", None}
 
 
-def test_drift_check_reports_a_table_and_exit_3(bed: Bed) -> None:
+def test_drift_check_finds_what_changed_in_the_cloud_and_a_refresh_takes_it_in(
+    bed: Bed,
+) -> None:
     tenants = str(two_tenants(bed))
     assert bed.fleet("up", tenants).code == EXIT_OK
-    write_settings(
-        bed.cli, {**json.loads((bed.cli / "standin.json").read_text()), "drift": {"tenant-02": 2}}
-    )
+    (built,) = programs(bed.cli, "tenant-02", "up")
+    rule = next(r["name"] for r in registered(built, RULE) if "icmp" in r["name"])
+    # Behind Pulumi's back: someone extends a volume by hand (two of its attributes move) and
+    # deletes a security group rule. tenant-01's cloud is untouched.
+    settings = json.loads((bed.cli / "standin.json").read_text())
+    settings["cloud_changes"] = {
+        "tenant-02": {
+            "share-server-share-scratch-volume": {"size": 50, "updatedAt": "2026-09-01"},
+            rule: "deleted",
+        }
+    }
+    write_settings(bed.cli, settings)
     before = len(bed.calls())
 
-    run = bed.fleet("refresh", tenants, "--preview-only")
+    drift = bed.fleet("refresh", tenants, "--preview-only")
 
-    assert run.code == EXIT_DRIFT
-    assert run.rows()["tenant-01"][1:4] == ["drift", "ok", "none"]
-    assert run.rows()["tenant-02"][1:4] == ["drift", "drift", "~2"]
+    assert drift.code == EXIT_DRIFT
+    assert drift.rows()["tenant-01"][1:4] == ["drift", "ok", "none"]
+    # One resource changed (however many of its attributes) and one is gone.
+    assert drift.rows()["tenant-02"][1:4] == ["drift", "drift", "~1 -1"]
     refreshes = [c for c in bed.calls()[before:] if c.command == ["refresh"]]
     assert len(refreshes) == 2
     assert all("--preview-only" in c.argv for c in refreshes)
-    # A drift check changes no config and takes no lock.
+    # A drift check changes no config and no state.
     assert not [c for c in bed.calls()[before:] if c.command[0] == "config"]
+    assert bed.fleet("refresh", tenants, "--preview-only").rows()["tenant-02"][2] == "drift"
+
+    refreshed = bed.fleet("refresh", tenants)
+
+    assert refreshed.code == EXIT_OK
+    assert refreshed.rows()["tenant-02"][2:4] == ["ok", "~1 -1"]
+    again = bed.fleet("refresh", tenants, "--preview-only")
+    assert again.code == EXIT_OK, again.stdout
+    assert {row[3] for row in again.rows().values()} == {"none"}
 
 
 def test_destroy_keeps_protected_volumes_unless_asked(bed: Bed) -> None:
@@ -312,7 +340,9 @@ def test_an_object_store_backend_is_used_through_its_url(bed: Bed) -> None:
     project = yaml.safe_load((bed.work / "stacks" / "tenant-01" / "Pulumi.yaml").read_text())
     assert project["backend"]["url"] == url
     stored = bed.cli / "object-store" / "manila-state" / "fleet" / ".pulumi" / "stacks"
+    # The tenants' stacks, and the one that reads the service network's subnets.
     assert sorted(p.name for p in (stored / "manila-dhss").iterdir()) == [
+        f"{SERVICE_NETWORK_STACK_PREFIX}{DEVSTACK_SERVICE_NET}.json",
         "tenant-01.json",
         "tenant-02.json",
     ]
@@ -350,13 +380,16 @@ def test_a_passphrase_file_works_with_the_cli_in_its_own_process(
 
     assert run.code == EXIT_OK, run.stdout + run.stderr
     assert all(c.env["PULUMI_CONFIG_PASSPHRASE_FILE"] == str(secret) for c in bed.calls())
-    # A wrong passphrase is the CLI's error for that tenant, not a crash (back to the server,
+    # A wrong passphrase is the CLI's error, not a crash: here the read of the service
+    # network's subnets meets it first, and no tenant's stack is touched (back to the server,
     # which answers the same, faster).
     install(bed.cli, json.loads((bed.cli / "standin.json").read_text()), socket=standin_server)
     secret.write_text("wrong\n")
+    seen = len(bed.calls())
     wrong = bed.fleet("preview", tenants, "--tenant", "tenant-01")
-    assert wrong.code == EXIT_FAILED
-    assert "incorrect passphrase" in wrong.stdout
+    assert wrong.code == EXIT_USAGE
+    assert "incorrect passphrase" in wrong.stderr
+    assert all(reads_a_service_network(c) for c in bed.calls()[seen:] if c.stack)
 
 
 @pytest.mark.parametrize(
@@ -400,7 +433,7 @@ def test_without_central_allocation_two_new_tenants_collide(bed: Bed) -> None:
     fleet = Fleet(tenants, options, PulumiCommand(root=str(bed.cli)), io.StringIO(), live=False)
     # The fleet's plan, minus the allocation: no block pinned, each program picks its own.
     plans = [
-        TenantPlan(tenant=t, work_dir=fleet.work_dir(t.name), config=tenant_config(t, None),
+        TenantStack(tenant=t, work_dir=fleet.work_dir(t.name), config=tenant_config(t, None),
                    service_subnet_cidr=None)
         for t in tenants.tenants
     ]  # fmt: skip
@@ -415,8 +448,17 @@ def test_without_central_allocation_two_new_tenants_collide(bed: Bed) -> None:
     release.touch()
     both.join()
 
+    # Each real program, looking at the same cloud at the same time, chose the same block.
+    chosen = {
+        tenant: [
+            r["inputs"]["cidr"] for r in registered(programs(bed.cli, tenant, "up")[0], SUBNET)
+        ]
+        for tenant in ("tenant-01", "tenant-02")
+    }
+    assert chosen == {"tenant-01": ["10.254.0.0/28"], "tenant-02": ["10.254.0.0/28"]}
+    # Neutron took the first subnet and refused the second: one tenant failed, on its subnet.
     assert sorted(r.status.value for r in results) == ["failed", "ok"]
     (failed,) = [r for r in results if r.status is Status.FAILED]
-    assert failed.message.startswith("share-server-network-subnet: Bad request")
-    assert "Requested subnet with cidr: 10.254.0.0/28" in failed.message
-    assert "overlaps with another subnet" in failed.message
+    (ok,) = [r for r in results if r.status is Status.OK]
+    assert failed.message.startswith("share-server-network-subnet: ")
+    assert [s["stack"] for s in neutron_subnets(bed.cli).values()] == [ok.tenant]

@@ -17,7 +17,6 @@ from pulumi.automation.errors import create_command_error
 
 from dhss_components.fleet.cli import absolute_file_url
 from dhss_components.fleet.options import FleetOptions
-from dhss_components.fleet.plan import TenantPlan
 from dhss_components.fleet.report import Progress, summary_table
 from dhss_components.fleet.results import (
     EXIT_DRIFT,
@@ -31,6 +30,7 @@ from dhss_components.fleet.results import (
     format_changes,
 )
 from dhss_components.fleet.runner import Fleet
+from dhss_components.fleet.stack_config import TenantStack
 from dhss_components.fleet.tenants import parse_tenants
 from tests.fleet.fleet_env import tenants_document
 from tests.stack_run import write_key_pair
@@ -181,7 +181,7 @@ class _ScriptedFleet(Fleet):
         self.most = 0
         self.lock = threading.Lock()
 
-    def _operate(self, plan: TenantPlan, log: Any, on_event: Any) -> TenantResult:
+    def _operate(self, plan: TenantStack, log: Any, on_event: Any) -> TenantResult:
         with self.lock:
             self.running += 1
             self.most = max(self.most, self.running)
@@ -213,7 +213,7 @@ def test_one_tenants_failure_never_stops_the_others(tmp_path: Path) -> None:
         },
     )
     plans = [
-        TenantPlan(tenant=t, work_dir=tmp_path, config={}, service_subnet_cidr=None)
+        TenantStack(tenant=t, work_dir=tmp_path, config={}, service_subnet_cidr=None)
         for t in tenants_file.tenants
     ]
 
@@ -233,7 +233,7 @@ def test_one_tenants_failure_never_stops_the_others(tmp_path: Path) -> None:
 
 
 class _InterruptedFleet(_ScriptedFleet):
-    def _operate(self, plan: TenantPlan, log: Any, on_event: Any) -> TenantResult:
+    def _operate(self, plan: TenantStack, log: Any, on_event: Any) -> TenantResult:
         if plan.stack_name == "tenant-02":
             os.kill(os.getpid(), signal.SIGINT)  # the operator presses Ctrl-C
             time.sleep(0.3)
@@ -249,7 +249,7 @@ def test_ctrl_c_starts_no_further_tenant(tmp_path: Path) -> None:
         tenants_file, options, cast(PulumiCommand, None), io.StringIO(), live=False, outcomes={}
     )
     plans = [
-        TenantPlan(tenant=t, work_dir=tmp_path, config={}, service_subnet_cidr=None)
+        TenantStack(tenant=t, work_dir=tmp_path, config={}, service_subnet_cidr=None)
         for t in tenants_file.tenants
     ]
 

@@ -22,10 +22,11 @@ from pulumi.automation import PulumiCommand
 
 from dhss_components.fleet.allocation import allocate_service_subnets
 from dhss_components.fleet.options import FleetOptions
-from dhss_components.fleet.plan import subnet_request, tenant_config
 from dhss_components.fleet.runner import Fleet
+from dhss_components.fleet.stack_config import subnet_request, tenant_config
 from dhss_components.fleet.tenants import TenantsFile, load_tenants_file, parse_tenants
-from dhss_components.simulated_cloud import RecordingMonitor, SimulatedCloud, devstack_cloud
+from dhss_components.simulated_cloud import RecordingMonitor, SimulatedCloud
+from tests.clouds import devstack_cloud
 from tests.fleet.fleet_env import Bed, programs, tenant_network, tenants_document
 from tests.stack_run import write_key_pair
 
@@ -36,6 +37,9 @@ REPO = Path(__file__).resolve().parents[2]
 # Neutron hands out MAC addresses in the order ports are created, and a program creates its
 # ports concurrently: the one input that may differ between two runs of the same program.
 MAC = re.compile(r"fa:16:3e(:[0-9a-f]{2}){3}")
+# Nova's ids: a server is a new UUID wherever it is made, and an attachment's id carries it;
+# compared by what they stand for.
+NOVA_TYPES = ("openstack:compute/instance:Instance", "openstack:compute/volumeAttach:VolumeAttach")
 
 
 def cloud_for(index: int) -> SimulatedCloud:
@@ -58,16 +62,25 @@ def declared(
     )
     pulumi.runtime.set_all_config(dict(config), secret_keys=secret_keys)
     pulumi.runtime.test(lambda: (program(), None)[1])()  # type: ignore[no-untyped-call]
+    ids = {r.id: f"<{r.name}>" for r in cloud.resources.values() if r.typ in NOVA_TYPES}
     return {
-        urn: normalized(r.type, r.parent, r.protect, r.dependencies, r.raw_inputs)
+        urn: normalized(r.type, r.parent, r.protect, r.dependencies, r.raw_inputs, ids=ids)
         for urn, r in monitor.registrations.items()
     }
 
 
 def normalized(
-    typ: str, parent: str, protect: bool, dependencies: list[str], inputs: Any
+    typ: str,
+    parent: str,
+    protect: bool,
+    dependencies: list[str],
+    inputs: Any,
+    *,
+    ids: Mapping[str, str],
 ) -> tuple[Any, ...]:
     text = MAC.sub("fa:16:3e:xx:xx:xx", json.dumps(inputs, sort_keys=True))
+    for found in sorted(ids, key=len, reverse=True):  # an attachment's id holds its server's
+        text = text.replace(found, ids[found])
     return (typ, parent, protect, tuple(sorted(dependencies)), text)
 
 
@@ -122,8 +135,11 @@ def test_through_the_automation_api_the_program_declares_the_same(bed: Bed) -> N
     path = bed.tenants([1])
     assert bed.fleet("up", str(path)).code == 0
     (run,) = programs(bed.cli, "tenant-01", "up")
+    ids = {r["id"]: f"<{r['name']}>" for r in run["registrations"] if r["type"] in NOVA_TYPES}
     through_cli = {
-        r["urn"]: normalized(r["type"], r["parent"], r["protect"], r["dependencies"], r["inputs"])
+        r["urn"]: normalized(
+            r["type"], r["parent"], r["protect"], r["dependencies"], r["inputs"], ids=ids
+        )
         for r in run["registrations"]
         if r["type"] != "pulumi:pulumi:Stack"  # the mocks do not record the stack itself
     }

@@ -32,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -965,17 +965,41 @@ class Guest:
         with self._volumes_lock:
             return list(self._attached)
 
-    def attach_volume(self, volume_id: str, size: str = "1G", *, wait: bool = True) -> Path:
+    def attach_volume(
+        self,
+        volume_id: str,
+        size: str = "1G",
+        *,
+        wait: bool = True,
+        read_errors_at: Sequence[int] = (),
+    ) -> Path:
         """Hot-plug volume ``volume_id`` as Nova does: virtio-blk, serial = id[:20].
 
         Creates the qcow2 (``size``) if it does not exist; an existing one keeps its data
         and its size. With ``wait`` returns once the guest has ``/dev/disk/by-id/virtio-<id[:20]>``.
         Returns the qcow2's path.
+
+        ``read_errors_at``: byte offsets in the volume whose every read fails with EIO for as
+        long as this attachment lasts, like a disk with bad sectors or a storage path that
+        fails reads: qemu's ``blkdebug`` driver sits between the qcow2 and its file. The
+        offsets must hold data already (qemu never reads an unallocated cluster).
         """
         self._alive()
         path = self.volume_path(volume_id)
         if not path.exists():
             _run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), str(parse_size(size))])
+        file_node: dict[str, Any] = {"driver": "file", "filename": str(path)}
+        if read_errors_at:
+            file_node = {
+                "driver": "blkdebug",
+                "image": file_node,
+                "inject-error": [
+                    # Every read of the file that covers this sector fails (the rule is armed
+                    # by the first data read of the qcow2 driver, and stays armed).
+                    {"event": "read_aio", "iotype": "read", "errno": errno.EIO, "sector": s}
+                    for s in _file_sectors(path, read_errors_at)
+                ],
+            }
         digest = hashlib.sha256(volume_id.encode()).hexdigest()[:20]
         attachment = _Attachment(
             node=f"vol-{digest}", device=f"disk-{digest}", serial=volume_id[:20]
@@ -991,7 +1015,7 @@ class Guest:
                     "driver": "qcow2",
                     "node-name": attachment.node,
                     "discard": "unmap",
-                    "file": {"driver": "file", "filename": str(path)},
+                    "file": file_node,
                 },
             )
             try:
@@ -1090,6 +1114,26 @@ class Guest:
                 f'"$(sudo -n blockdev --getsize64 {device})" = {new_size}',
                 f"{device} to grow to {new_size} bytes",
             )
+
+
+def _file_sectors(path: Path, offsets: Sequence[int]) -> list[int]:
+    """The 512-byte sectors of the qcow2 file ``path`` that hold these volume offsets."""
+    extents = json.loads(
+        _run(["qemu-img", "map", "-U", "--output=json", str(path)], what="qemu-img map")
+    )
+    sectors = []
+    for offset in offsets:
+        for extent in extents:
+            start, length = extent["start"], extent["length"]
+            if start <= offset < start + length and extent.get("data") and "offset" in extent:
+                sectors.append((extent["offset"] + offset - start) // 512)
+                break
+        else:
+            raise GuestError(
+                f"{path}: byte {offset} of the volume holds no data, so qemu never reads it "
+                "from the file and no read error can be injected there"
+            )
+    return sectors
 
 
 def volume_sha256(path: Path) -> str:

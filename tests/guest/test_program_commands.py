@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from dhss_components.simulated_cloud import devstack_cloud
+from tests.clouds import devstack_cloud
 from tests.guest.harness import HOST_ADDRESS_SEEN_BY_GUEST, Guest
 from tests.stack_run import base_config, run_stack, write_key_pair
 

@@ -15,21 +15,24 @@ from dataclasses import replace
 
 import pytest
 
-from dhss_components.share_script import render_delete_command, render_ensure_command
 from tests.guest.harness import Guest, volume_sha256
 from tests.guest.test_share_helpers import (
     HOST,
     Shares,
     by_id,
+    delete_command,
+    ensure_command,
     fs_uuid,
     look,
     nfs_list,
     nfs_read,
     nfs_write,
     output,
+    put_data,
     read_on_volume,
     root,
     rw,
+    share_state,
     smb_read,
     smb_write,
 )
@@ -309,6 +312,101 @@ def test_a_missing_device_fails_within_its_bound(guest: Guest, shares: Shares) -
     shares.made.pop("missing")
 
 
+def test_a_foreign_filesystem_at_the_share_path_is_never_served(
+    guest: Guest, shares: Shares
+) -> None:
+    share = shares.params("swapped", shares.volume(), "NFS", (rw(HOST),))
+    shares.ensure(share)
+    # By hand, another filesystem takes the share's place.
+    root(guest, "umount /shares/swapped && mount -t tmpfs foreign /shares/swapped")
+    try:
+        result = shares.ensure(share, ok=False)
+
+        assert result.returncode == 1, output(result)
+        assert "which is neither volume" in result.stderr, output(result)
+        assert "the share's exports and fstab line were removed" in result.stderr
+        state = share_state(guest, share)
+        assert state.mounted.startswith("other "), state
+        assert (state.exported, state.fstab, state.exports_file) == ([], [], None), state
+        assert nfs_list(guest, "/shares/swapped").returncode != 0
+        # A delete leaves it mounted: unmounting a tmpfs would lose what it holds.
+        root(guest, "echo kept > /shares/swapped/note")
+        deleted = shares.delete(share)
+        assert "warning: left /shares/swapped mounted" in deleted.stderr, output(deleted)
+        assert root(guest, "cat /shares/swapped/note").stdout == "kept\n"
+    finally:
+        root(guest, "umount /shares/swapped")
+    again = shares.ensure(share)
+    assert "not formatted" in again.stderr
+    assert share_state(guest, share).exported == [f"{HOST} rw"]
+
+
+# --- names, locks and state on the guest ---------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["global", "globals", "homes", "printers"])
+def test_samba_special_sections_are_never_a_share_name(
+    guest: Guest, shares: Shares, name: str
+) -> None:
+    volume = "0a5e1f3c-0000-4000-8000-000000000001"  # never attached: refused before that
+    share = shares.params(name, volume, "CIFS", (rw(HOST),), device_timeout=1)
+    registry = root(guest, "net conf list").stdout
+
+    refused = shares.ensure(share, ok=False)
+    deleted = shares.delete(share, ok=False)
+
+    assert refused.returncode == 2, output(refused)
+    assert f"share name '{name}' is one of Samba's special sections" in refused.stderr
+    assert "Give the share another name" in refused.stderr
+    assert deleted.returncode == 0, output(deleted)  # a share that was never made
+    assert f"not touching Samba's special section [{name}]" in deleted.stderr
+    assert root(guest, "net conf list").stdout == registry
+    assert f"/shares/{name}" not in look(guest).mounts
+    shares.made.pop(name)
+
+
+RESTORE_RUN_DIR = """
+    if [ -L /run/manila-dhss ]; then
+        rm /run/manila-dhss && mv /run/manila-dhss.aside /run/manila-dhss
+    fi
+    chmod 700 /run/manila-dhss
+"""
+
+
+def test_locks_are_in_a_directory_of_roots_own_and_planted_links_are_not_followed(
+    guest: Guest, shares: Shares
+) -> None:
+    # The service user plants symlinks where lock files were once opened (world-writable
+    # /run/lock) and truncated, pointing at a file of its own.
+    planted = "/run/lock/dhss-fstab.lock /run/lock/dhss-exports.lock /run/lock/dhss-samba.lock"
+    guest.ssh(
+        f"echo mine > ~/victim && for link in {planted}; do ln -sfn ~/victim $link; done",
+        check=True,
+    )
+    share = shares.params("locked", shares.volume(), "NFS", (rw(HOST),))
+    try:
+        shares.ensure(share)
+        assert guest.ssh("cat ~/victim", check=True).stdout == "mine\n"
+        assert root(guest, "stat -c '%F %U %a' /run/manila-dhss").stdout == "directory root 700\n"
+
+        # A directory that is not root's alone is refused, before anything is done.
+        for tamper, refusal in (
+            ("chmod 1777 /run/manila-dhss", "must belong to root and be writable by root only"),
+            ("mv /run/manila-dhss /run/manila-dhss.aside && ln -s /tmp /run/manila-dhss",
+             "is not a directory but a symlink or a file"),
+        ):  # fmt: skip
+            root(guest, tamper)
+            try:
+                result = shares.ensure(replace(share, clients=()), ok=False)
+            finally:
+                root(guest, RESTORE_RUN_DIR)
+            assert result.returncode == 1, output(result)
+            assert refusal in result.stderr, output(result)
+            assert share_state(guest, share).exported == [f"{HOST} rw"]  # untouched
+    finally:
+        root(guest, f"rm -f {planted} /home/manila/victim")
+
+
 # --- many at once ---------------------------------------------------------------------------
 
 
@@ -326,7 +424,7 @@ def test_ten_shares_at_once_lose_nothing(guest: Guest, shares: Shares) -> None:
         shares.made[share.name] = share
 
     with ThreadPoolExecutor(len(everything)) as pool:
-        created = list(pool.map(lambda s: guest.ssh(render_ensure_command(s)), everything))
+        created = list(pool.map(lambda s: guest.ssh(ensure_command(s)), everything))
     assert all(r.returncode == 0 for r in created), [output(r) for r in created if r.returncode]
 
     view = look(guest)
@@ -343,7 +441,7 @@ def test_ten_shares_at_once_lose_nothing(guest: Guest, shares: Shares) -> None:
     assert len(uuids) == len(everything)  # each on its own volume
 
     with ThreadPoolExecutor(len(everything)) as pool:
-        deleted = list(pool.map(lambda s: guest.ssh(render_delete_command(s)), everything))
+        deleted = list(pool.map(lambda s: guest.ssh(delete_command(s)), everything))
     assert all(r.returncode == 0 for r in deleted), [output(r) for r in deleted if r.returncode]
     shares.made.clear()
 
@@ -366,6 +464,13 @@ def test_shares_come_back_after_a_reboot(guest: Guest, shares: Shares) -> None:
     shares.ensure(cifs)
     assert nfs_write(guest, "/shares/boot-nfs/data.txt", "nfs data\n").returncode == 0
     assert smb_write(guest, "boot-cifs", "data.txt", "cifs data\n").returncode == 0
+    # Two more, cut short by the reboot: one made up to its mkfs, one deleted up to its unexport.
+    half_made = shares.params("boot-half-made", shares.volume(), "NFS", (rw(HOST),))
+    shares.ensure(half_made, stop_at="formatted")
+    half_gone = shares.params("boot-half-gone", shares.volume(), "CIFS", (rw(HOST),))
+    shares.ensure(half_gone)
+    sha256 = put_data(guest, half_gone)
+    shares.delete(half_gone, stop_at="unexported")
     before = look(guest)
 
     guest.reboot(timeout=900)
@@ -385,3 +490,14 @@ def test_shares_come_back_after_a_reboot(guest: Guest, shares: Shares) -> None:
     got, text = smb_read(guest, "boot-cifs", "data.txt")
     assert text == "cifs data\n", output(got)
     assert "data.txt" in nfs_list(guest, "/shares/boot-nfs").stdout
+    # The two cut short: nothing points at what is not mounted, and the same commands finish.
+    for share in (half_made, half_gone):
+        share_state(guest, share).assert_nothing_points_at_an_unmounted_filesystem("rebooted")
+    shares.ensure(half_made)
+    state = share_state(guest, half_made)
+    assert state.root_mode == "777", state  # the first-mount chmod, noted before the reboot
+    assert state.exported == [f"{HOST} rw"], state
+    shares.delete(half_gone)
+    state = share_state(guest, half_gone)
+    assert (state.mounted, state.samba, state.fstab) == ("", {}, []), state
+    assert state.data_sha256 == sha256

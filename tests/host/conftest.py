@@ -38,6 +38,8 @@ class Netns:
 
     name: str
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    state_dir: Path = Path("/nonexistent")
+    """Where the plug keeps its state files for this "host" (set by make_netns)."""
 
     def run(self, command: str) -> subprocess.CompletedProcess[str]:
         """Run a shell command (such as a rendered plug command) in the namespace."""
@@ -85,6 +87,16 @@ class Netns:
         links = self.json("ip", "-j", "-4", "addr", "show", "dev", device, "scope", "global")
         return {f"{a['local']}/{a['prefixlen']}" for link in links for a in link["addr_info"]}
 
+    def network_state(self) -> dict[str, Any]:
+        """All a plug could change in the namespace: links, addresses, every routing table
+        and the policy rules, as `ip -j` lists them (in the kernel's order)."""
+        return {
+            "links": self.json("ip", "-j", "-d", "link", "show"),
+            "addresses": self.json("ip", "-j", "addr", "show"),
+            "routes": self.json("ip", "-j", "route", "show", "table", "all"),
+            "rules": self.json("ip", "-j", "rule", "show"),
+        }
+
     def routes(self, destination: str) -> list[dict[str, Any]]:
         """`ip -j -4 route list exact DESTINATION`, in the kernel's order."""
         routes: list[dict[str, Any]] = self.json(
@@ -102,8 +114,13 @@ def _require_root() -> None:
 
 
 @pytest.fixture
-def make_netns() -> Iterator[Callable[[], Netns]]:
-    """A factory of network namespaces, all deleted when the test ends."""
+def make_netns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], Netns]]:
+    """A factory of network namespaces, all deleted when the test ends.
+
+    Each namespace plays a host of its own, so it gets its own plug state directory
+    (DHSS_HOST_PORT_STATE_DIR, inside the test's root-owned temporary directory) instead of
+    the real host's /var/lib/dhss-host-port.
+    """
     _require_root()
     created: list[str] = []
 
@@ -112,6 +129,8 @@ def make_netns() -> Iterator[Callable[[], Netns]]:
         subprocess.run(["ip", "netns", "add", name], check=True, timeout=COMMAND_TIMEOUT)
         created.append(name)
         netns = Netns(name)
+        netns.state_dir = tmp_path_factory.mktemp(name) / "state"
+        netns.env["DHSS_HOST_PORT_STATE_DIR"] = str(netns.state_dir)
         netns.sh("ip", "link", "set", "dev", "lo", "up")
         return netns
 

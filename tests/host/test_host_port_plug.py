@@ -270,7 +270,7 @@ def test_bridge_plugged_port_reaches_a_service_instance(netns, make_netns):
     assert neighbour[0]["lladdr"] == MAC
 
 
-# --- init_l3's route handling (driver-independent; shown with the bridge driver) ----------
+# --- init_l3's routes (driver-independent; shown with the bridge driver) ----------------
 
 
 def add_other_device(netns: Netns, name: str, cidr: str) -> None:
@@ -281,30 +281,42 @@ def add_other_device(netns: Netns, name: str, cidr: str) -> None:
     netns.sh("ip", "link", "set", "dev", name, "up")
 
 
-def test_plug_puts_its_route_before_another_devices_route_to_the_subnet(netns):
-    # Manila's pullup_route: an older device on the same subnet must not take the traffic.
+def route_get(netns: Netns, address: str) -> tuple[str, str]:
+    """(device, source address) the kernel picks for traffic to `address`."""
+    (route,) = netns.json("ip", "-j", "route", "get", address)
+    return route["dev"], route["prefsrc"]
+
+
+def test_traffic_to_the_subnet_leaves_through_the_port_and_the_other_route_stays(netns):
+    # What Manila's pullup_route is for (an older device on the same subnet must not take
+    # the traffic), without moving that device's route.
     add_other_device(netns, "old0", "10.254.0.3/28")
+    theirs = netns.routes("10.254.0.0/28")
 
     plug(netns, params("bridge"))
 
-    devices = [route["dev"] for route in netns.routes("10.254.0.0/28")]
-    assert devices == [BRIDGE_DEVICE, "old0"]
-    assert netns.json("ip", "-j", "route", "get", "10.254.0.5")[0]["dev"] == BRIDGE_DEVICE
+    assert [r for r in netns.routes("10.254.0.0/28") if r["dev"] == "old0"] == [
+        r for r in theirs if r["dev"] == "old0"
+    ]
+    assert route_get(netns, "10.254.0.5") == (BRIDGE_DEVICE, "10.254.0.2")
+    assert route_get(netns, "10.254.0.14") == (BRIDGE_DEVICE, "10.254.0.2")
+    assert [(r["dev"], r["prefsrc"]) for r in netns.routes("10.254.0.0/29")] == [
+        (BRIDGE_DEVICE, "10.254.0.2")
+    ]
     before = host_state(netns)
     plug(netns, params("bridge"))
     assert host_state(netns) == before
 
 
-def test_plug_clears_routes_to_the_admin_subnet_through_other_devices(netns):
-    # Manila's clear_cidrs for the admin network (t_si: init_l3(dev, ['10.0.0.4/24'],
-    # clear_cidrs=['10.0.0.0/24'])).
-    add_other_device(netns, "eth9", "10.0.0.9/24")
-    p = params("bridge", cidrs=("10.0.0.4/24",), clear_cidrs=("10.0.0.0/24",))
+def test_plug_with_a_new_subnet_moves_its_routes_along(netns):
+    plug(netns, params("bridge", cidrs=("10.254.0.2/28",)))
 
-    plug(netns, p)
+    plug(netns, params("bridge", cidrs=("10.254.0.34/28",)))
 
-    assert [route["dev"] for route in netns.routes("10.0.0.0/24")] == [BRIDGE_DEVICE]
-    assert "10.0.0.9/24" in netns.ipv4_cidrs("eth9")
+    assert netns.routes("10.254.0.0/29") == []
+    assert netns.routes("10.254.0.8/29") == []
+    assert route_get(netns, "10.254.0.40") == (BRIDGE_DEVICE, "10.254.0.34")
+    assert "route 10.254.0.0/29" not in (netns.state_dir / BRIDGE_DEVICE).read_text()
 
 
 # --- Noop driver --------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 It answers the commands the Automation API sends (``version``, ``stack select|init|output|
 history|export``, ``config``, ``state unprotect``, ``preview``, ``up``, ``refresh``,
 ``destroy``) the way the CLI does: JSON on stdout where the SDK parses JSON, ``error: ...`` on
-stderr and exit status 255 on failure (the SDK picks its exception class from that text).
+stderr and the exit status of ``cmd.ExitCodeFor`` on failure (the SDK picks its exception class
+from that text); flags and arguments exactly as each real command takes them (commands.py).
 Every call is appended to ``<root>/calls.jsonl`` (argv, cwd, the Pulumi variables of its
 environment, start and end time, exit status) so tests can see exactly what was sent.
 
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from .commands import ALIASES, COMMANDS, GLOBAL_BOOLS, GLOBAL_VALUES, GROUPS, SHORTHANDS
 from .state import CliError, Crypter, StackConfig, Stacks, backend_dir, now, project_name
 
 VERSION = "3.272.0"
@@ -34,24 +36,13 @@ RECORDED_ENV = (
     "PULUMI_SKIP_UPDATE_CHECK",
     "PULUMI_ACCESS_TOKEN",
 )
-VALUE_FLAGS = {
-    "--stack", "--client", "--exec-kind", "--event-log", "--secrets-provider", "--color",
-    "--parallel", "--page-size", "--page", "--file", "--message", "--plaintext", "--secret",
-    "--config-file", "--target", "--exclude", "--replace", "--verbose", "--tracing", "--plan",
-    "--save-plan", "--import-file", "--policy-pack", "--policy-pack-config", "--run-program",
-}  # fmt: skip
-BOOL_FLAGS = {
-    "--non-interactive", "--yes", "--skip-preview", "--json", "--show-secrets", "--path",
-    "--preview-only", "--exclude-protected", "--diff", "--expect-no-changes",
-    "--suppress-progress", "--suppress-outputs", "--refresh", "--all", "--force",
-    "--preserve-config", "--no-select", "--continue-on-error", "--debug", "--logflow",
-    "--logtostderr", "--target-dependents", "--exclude-dependents", "--clear-pending-creates",
-}  # fmt: skip
 
 
 @dataclass
 class Args:
+    command: tuple[str, ...] = ()
     words: list[str] = field(default_factory=list)
+    """The positional arguments after the command's own words."""
     values: dict[str, list[str]] = field(default_factory=dict)
     flags: set[str] = field(default_factory=set)
 
@@ -66,23 +57,93 @@ class Args:
         return stack
 
 
-def parse(argv: list[str]) -> Args:
-    args = Args()
+_ALL_VALUE_FLAGS = GLOBAL_VALUES.union(*(c.values for c in COMMANDS.values()))
+
+
+def _command_of(argv: list[str]) -> tuple[tuple[str, ...], int]:
+    """The command (aliases resolved) and how many positional words name it, found as cobra
+    finds it: among the words that are neither flags nor flag values."""
+    words: list[str] = []
     items = iter(argv)
     for item in items:
         if item == "--":
-            args.words.extend(items)
             break
-        if item.startswith("--"):
-            flag, has_value, value = item.partition("=")
-            if flag in VALUE_FLAGS:
-                args.values.setdefault(flag, []).append(value if has_value else next(items))
-            elif flag in BOOL_FLAGS:
-                args.flags.add(flag)
+        if item.startswith("-"):
+            if "=" not in item and SHORTHANDS.get(item, item) in _ALL_VALUE_FLAGS:
+                next(items, None)
+            continue
+        words.append(item)
+    path: tuple[str, ...] = ()
+    for word in words[:2]:
+        candidate = ALIASES.get((*path, word), (*path, word))
+        if candidate in COMMANDS or candidate in GROUPS:
+            path = candidate
+            continue
+        if not path or path in GROUPS:
+            raise CliError(f'unknown command "{word}" for "{" ".join(("pulumi", *path))}"')
+        break
+    if not path or path in GROUPS:
+        raise CliError(f'the stand-in does not answer "{" ".join(("pulumi", *path))}" alone')
+    return path, len(path)
+
+
+def _bool(flag: str, value: str) -> bool:
+    # pflag's boolean flags parse their value with Go's strconv.ParseBool.
+    if value in ("1", "t", "T", "true", "TRUE", "True"):
+        return True
+    if value in ("0", "f", "F", "false", "FALSE", "False"):
+        return False
+    raise CliError(
+        f'invalid argument "{value}" for "{flag}" flag: strconv.ParseBool: parsing '
+        f'"{value}": invalid syntax'
+    )
+
+
+def parse(argv: list[str]) -> Args:
+    """argv as the real CLI parses it: the command it names, that command's flags and no
+    other, and its positional arguments within the command's limits."""
+    path, taken = _command_of(argv)
+    spec = COMMANDS[path]
+    bools, values = spec.bools | GLOBAL_BOOLS, spec.values | GLOBAL_VALUES
+    args = Args(command=path)
+    positional: list[str] = []
+    items = iter(argv)
+    for item in items:
+        if item == "--":
+            positional.extend(items)
+            break
+        if not item.startswith("-") or item == "-":
+            positional.append(item)
+            continue
+        name, has_value, value = item.partition("=")
+        if not name.startswith("--"):
+            long = SHORTHANDS.get(name)
+            if long is None or long not in bools | values:
+                raise CliError(f"unknown shorthand flag: '{name[1:2]}' in {item}")
+            name = long
+        if name in bools:
+            if not has_value or _bool(name, value):
+                args.flags.add(name)
             else:
-                raise CliError(f"unknown flag: {flag}")
+                args.flags.discard(name)
+        elif name in values:
+            if not has_value:
+                following = next(items, None)
+                if following is None:
+                    raise CliError(f"flag needs an argument: {name}")
+                value = following
+            args.values.setdefault(name, []).append(value)
         else:
-            args.words.append(item)
+            raise CliError(f"unknown flag: {name}")
+    args.words = positional[taken:]
+    count = len(args.words)
+    if spec.max_args == 0 and count:
+        shown = " ".join(("pulumi", *path))
+        raise CliError(f'unknown command "{args.words[0]}" for "{shown}"')
+    if spec.max_args is not None and count > spec.max_args:
+        raise CliError(f"accepts at most {spec.max_args} arg(s), received {count}")
+    if count < spec.min_args:
+        raise CliError(f"requires at least {spec.min_args} arg(s), only received {count}")
     return args
 
 
@@ -103,14 +164,31 @@ class Context:
         return Stacks(path, project_name(self.cwd), url)
 
 
+def _stack_name(args: Args) -> str:
+    """``--stack NAME``, or the command's one positional NAME (stack select/init)."""
+    if args.words:
+        return args.words[0]
+    return args.stack()
+
+
+def _print_json_or_table(ctx: Context, args: Args, value: Any, rows: list[tuple[str, str]]) -> None:
+    """JSON only with --json, as the CLI prints it; else its human table."""
+    if "--json" in args.flags:
+        ctx.print(json.dumps(value, indent=4))
+        return
+    width = max((len(key) for key, _ in rows), default=0)
+    for key, shown in rows:
+        ctx.print(f"    {key.ljust(width)}  {shown}")
+
+
 def _stack_command(ctx: Context, args: Args) -> int:
-    sub = args.words[1] if len(args.words) > 1 else ""
+    sub = args.command[1]
     stacks = ctx.stacks()
     if sub == "select":
-        stacks.require(args.stack())
+        stacks.require(_stack_name(args))
         return 0
     if sub == "init":
-        name = args.words[2]
+        name = _stack_name(args)
         provider = args.value("--secrets-provider") or "passphrase"
         salt = Crypter.new_salt(ctx.env) if provider == "passphrase" else None
         stacks.init(name, provider, salt)
@@ -121,8 +199,9 @@ def _stack_command(ctx: Context, args: Args) -> int:
         ctx.print(f"Created stack '{name}'")
         return 0
     if sub == "ls":
-        listed = [{"name": n, "current": False} for n in stacks.names()]
-        ctx.print(json.dumps(listed))
+        names = stacks.names()
+        listed = [{"name": n, "current": False} for n in names]
+        _print_json_or_table(ctx, args, listed, [(n, "n/a") for n in names])
         return 0
     if sub == "output":
         latest = stacks.read(args.stack())
@@ -137,7 +216,9 @@ def _stack_command(ctx: Context, args: Args) -> int:
                 shown[name] = json.loads(config.crypter().decrypt(entry["ciphertext"]))
             else:
                 shown[name] = entry["value"]
-        ctx.print(json.dumps(shown, indent=2))
+        if "--json" not in args.flags:
+            ctx.print(f"Current stack outputs ({len(shown)}):")
+        _print_json_or_table(ctx, args, shown, [(k, json.dumps(v)) for k, v in shown.items()])
         return 0
     if sub == "history":
         stack = args.stack()
@@ -147,59 +228,56 @@ def _stack_command(ctx: Context, args: Args) -> int:
         if size:
             page = int(args.value("--page") or 1)
             entries = entries[(page - 1) * int(size) : page * int(size)]
-        ctx.print(json.dumps(entries, indent=2))
+        rows = [(f"Version {e['version']}", f"{e['kind']} {e['result']}") for e in entries]
+        _print_json_or_table(ctx, args, entries, rows)
         return 0
-    if sub == "export":
-        latest = stacks.read(args.stack())
-        ctx.print(json.dumps({"version": 3, "deployment": latest}, indent=2))
-        return 0
-    raise CliError(f'unknown command "stack {sub}"')
+    assert sub == "export"  # a checkpoint is JSON: export has no --json flag
+    latest = stacks.read(args.stack())
+    ctx.print(json.dumps({"version": 3, "deployment": latest}, indent=4))
+    return 0
 
 
 def _config_command(ctx: Context, args: Args) -> int:
-    sub = args.words[1] if len(args.words) > 1 else ""
+    sub = args.command[1] if len(args.command) > 1 else ""
     stacks = ctx.stacks()
     stack = args.stack()
     stacks.require(stack)
     config = StackConfig(ctx.cwd, stack, stacks, ctx.env)
     if sub == "":
         values = config.values(show_secrets="--show-secrets" in args.flags)
-        ctx.print(json.dumps({k: {"value": v, "secret": s} for k, (v, s) in values.items()}))
+        listed = {k: {"value": v, "secret": s} for k, (v, s) in values.items()}
+        _print_json_or_table(ctx, args, listed, [(k, v) for k, (v, _) in values.items()])
         return 0
     if sub == "set-all":
-        if "--path" in args.flags:
-            raise CliError("the stand-in does not support --path")
+        if "--path" in args.flags or "--json" in args.values:
+            raise CliError("the stand-in sets plain keys only (no --path, no --json)")
         for flag, secret in (("--plaintext", False), ("--secret", True)):
             for pair in args.values.get(flag, []):
                 key, _, value = pair.partition("=")
                 config.set(key, value, secret=secret)
         config.save()
         return 0
-    if sub in ("rm-all", "rm"):
-        for key in args.words[2:]:
-            config.remove(key)
-        config.save()
-        return 0
-    raise CliError(f'unknown command "config {sub}"')
+    for key in args.words:  # rm-all, rm
+        config.remove(key)
+    config.save()
+    return 0
 
 
 def dispatch(ctx: Context, args: Args) -> int:
-    command = args.words[0] if args.words else ""
+    command = args.command[0]
     if command == "version":
         ctx.print(f"v{VERSION}")
         return 0
     if command == "whoami":
-        ctx.print("stand-in")
+        _print_json_or_table(ctx, args, {"user": "stand-in"}, [("User", "stand-in")])
         return 0
     if command == "stack":
         return _stack_command(ctx, args)
     if command == "config":
         return _config_command(ctx, args)
-    if command in ("preview", "up", "refresh", "destroy", "state"):
-        from . import operations  # the heavy imports (grpc, pulumi) only where needed
+    from . import operations  # the heavy imports (grpc, pulumi) only where needed
 
-        return operations.run(ctx, args)
-    raise CliError(f'unknown command "{command}" for "pulumi"')
+    return operations.run(ctx, args)
 
 
 def _record(root: Path, entry: dict[str, Any]) -> None:
@@ -223,7 +301,7 @@ def run(argv: list[str], *, cwd: Path, env: dict[str, str], stdout: TextIO, stde
     except CliError as exc:
         stderr.write(f"error: {exc}\n")
         stderr.flush()
-        code = 255
+        code = exc.code
     finally:
         _record(
             root,

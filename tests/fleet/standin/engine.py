@@ -13,7 +13,7 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,8 +32,9 @@ from pulumi.runtime.proto import (
     resource_pb2_grpc,
 )
 
-from dhss_components.simulated_cloud import RecordingMonitor, SimulatedCloud
+from dhss_components.simulated_cloud import FORCE_NEW, RecordingMonitor, SimulatedCloud
 
+from . import nova
 from .state import SECRET_SIG, SECRET_SIG_KEY, strip_secrets
 
 STACK_TYPE = "pulumi:pulumi:Stack"
@@ -46,6 +47,29 @@ class Prior:
     inputs: dict[str, Any]
     id: str
     outputs: dict[str, Any]
+
+
+def step_op(
+    type_: str,
+    inputs: Mapping[str, Any],
+    prior: Prior | None,
+    *,
+    replace_on_changes: Sequence[str] = (),
+    ignore_changes: Sequence[str] = (),
+) -> str:
+    """What the engine does with a registration: create, same, update or replace (an input the
+    provider cannot update in place changed: ``FORCE_NEW``, or one named in
+    ``replace_on_changes``)."""
+    if prior is None:
+        return "create"
+    before, after = strip_secrets(prior.inputs), strip_secrets(dict(inputs))
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    changed -= set(ignore_changes)
+    if not changed:
+        return "same"
+    if changed & (FORCE_NEW.get(type_, frozenset()) | set(replace_on_changes)):
+        return "replace"
+    return "update"
 
 
 @dataclass
@@ -79,7 +103,10 @@ class _Monitor(resource_pb2_grpc.ResourceMonitorServicer):
         run: ProgramRun,
         on_register: Callable[[dict[str, Any]], None],
         prior: Mapping[str, Prior],
+        nova_ids: bool = True,
     ) -> None:
+        self.nova_ids = nova_ids
+        """Give new servers and attachments Nova's ids here (the simulated cloud's are fixed)."""
         self.prior = prior
         self.mock = mock
         self.project = project
@@ -110,15 +137,40 @@ class _Monitor(resource_pb2_grpc.ResourceMonitorServicer):
             response = self.mock.RegisterResource(request)
         inputs = json_format.MessageToDict(request.object)
         prior = self.prior.get(response.urn)
-        if prior is not None and strip_secrets(prior.inputs) == strip_secrets(inputs):
-            # Like the engine: unchanged inputs, no provider call; the outputs in the state
-            # stand (the cloud would not hand out a new MAC address on a re-run).
+        op = step_op(
+            request.type,
+            inputs,
+            prior,
+            replace_on_changes=list(request.replaceOnChanges),
+            ignore_changes=list(request.ignoreChanges),
+        )
+        if prior is not None and op != "replace":
+            # Like the engine: the resource keeps its id; unchanged inputs make no provider
+            # call, and the outputs in the state stand (the cloud would not hand out a new
+            # MAC address on a re-run).
+            outputs = prior.outputs if op == "same" else json_format.MessageToDict(response.object)
             response = resource_pb2.RegisterResourceResponse(
                 urn=response.urn,
                 id=prior.id,
-                object=json_format.ParseDict(prior.outputs, struct_pb2.Struct()),
+                object=json_format.ParseDict(outputs, struct_pb2.Struct()),
             )
+        elif self.nova_ids and request.type in (nova.INSTANCE, nova.VOLUME_ATTACH):
+            # A new server is a new Nova server (a new id), a new attachment the provider's
+            # <server>/<volume>.
+            made = (
+                nova.new_server_id()
+                if request.type == nova.INSTANCE
+                else nova.attachment_id(nova.plain(inputs))
+            )
+            response = resource_pb2.RegisterResourceResponse(
+                urn=response.urn, id=made, object=response.object
+            )
+        if request.type == nova.INSTANCE and isinstance(self.mock.mocks, SimulatedCloud):
+            # The cloud of this run knows the server by the id the program will attach to.
+            self.mock.mocks.instances.add(response.id)
         record = {
+            "op": op,
+            "delete_before_replace": request.deleteBeforeReplace,
             "urn": response.urn,
             "type": request.type,
             "name": request.name,
@@ -198,7 +250,7 @@ class _Engine(engine_pb2_grpc.EngineServicer):
 def run_program(
     *,
     client: str,
-    cloud: SimulatedCloud,
+    cloud: SimulatedCloud | RecordingMonitor,
     project: str,
     stack: str,
     pwd: str,
@@ -217,7 +269,10 @@ def run_program(
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
     resource_pb2_grpc.add_ResourceMonitorServicer_to_server(
         _Monitor(
-            mock=RecordingMonitor(cloud),
+            # A cloud is answered by the simulated cloud's mocks; a monitor is an engine's own
+            # (the real Neutron's, real_neutron.py).
+            mock=cloud if isinstance(cloud, RecordingMonitor) else RecordingMonitor(cloud),
+            nova_ids=not isinstance(cloud, RecordingMonitor),
             project=project,
             stack=stack,
             run=run,

@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dhss_components.simulated_cloud import SimulatedCloud, devstack_cloud
+from dhss_components.simulated_cloud import SimulatedCloud
+from tests.clouds import devstack_cloud
 
 SUBNET_TYPE = "openstack:networking/subnet:Subnet"
 
@@ -34,8 +35,17 @@ def subnets(root: Path) -> Iterator[dict[str, Any]]:
 
 def build_cloud(root: Path, settings: dict[str, Any], stack: str) -> SimulatedCloud:
     """The cloud as this stack's program will find it: DevStack, the tenants' networks, and
-    the service subnets other stacks already made."""
+    the service subnets other stacks already made; ``host_keys: {stack: {public, private}}``
+    gives a stack's instance a real SSH host key."""
     cloud = devstack_cloud()
+    host_key = settings.get("host_keys", {}).get(stack)
+    if host_key is not None:
+        # A real key pair for the instance's SSH host key (a fake guest's sshd holds it), in
+        # place of the simulated cloud's placeholder bytes.
+        cloud._handlers["tls:index/privateKey:PrivateKey"] = lambda args, resource_id: {
+            "publicKeyOpenssh": host_key["public"],
+            "privateKeyOpenssh": host_key["private"],
+        }
     for net in settings.get("cloud", {}).get("tenant_networks", []):
         cloud.add_network(net["name"], net["net"])
         cloud.add_subnet(net["net"], net["cidr"], name=net["name"], subnet_id=net["subnet"])
@@ -50,13 +60,14 @@ def build_cloud(root: Path, settings: dict[str, Any], stack: str) -> SimulatedCl
 
 
 def claim(root: Path, stack: str, registrations: list[dict[str, Any]]) -> str | None:
-    """Neutron's overlap check across stacks on one network; the stack's subnets on success."""
+    """Neutron's overlap check across stacks on one network, with the message Neutron's API
+    answers (400 InvalidInput); the stack's subnets on success."""
     mine = {r["inputs"]["name"]: r for r in registrations if r["type"] == SUBNET_TYPE}
     with subnets(root) as held:
         for record in mine.values():
             cidr = ipaddress.ip_network(record["inputs"]["cidr"])
             network = record["inputs"]["networkId"]
-            for other_name, other in held.items():
+            for other in held.values():
                 if other["stack"] == stack or other["network"] != network:
                     continue
                 if cidr.overlaps(ipaddress.ip_network(other["cidr"])):
@@ -64,7 +75,7 @@ def claim(root: Path, stack: str, registrations: list[dict[str, Any]]) -> str | 
                         "Bad request with: [POST /v2.0/subnets], error message: "
                         '{"NeutronError": {"type": "InvalidInput", "message": "Invalid input '
                         f"for operation: Requested subnet with cidr: {cidr} for network: "
-                        f'{network} overlaps with another subnet ({other_name})."}}}}'
+                        f'{network} overlaps with another subnet.", "detail": ""}}}}'
                     )
         for name in [n for n, s in held.items() if s["stack"] == stack]:
             del held[name]

@@ -44,7 +44,12 @@ def strip_secrets(value: Any) -> Any:
 
 
 class CliError(Exception):
-    """Printed as ``error: <message>`` on stderr; the process exits 255, like the CLI."""
+    """Printed as ``error: <message>`` on stderr; the process exits with ``code``, like the CLI
+    (``cmd.ExitCodeFor``: 1 for most failures, 6 for a stack that does not exist)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def now() -> str:
@@ -176,7 +181,7 @@ class Stacks:
 
     def require(self, stack: str) -> None:
         if not self.exists(stack):
-            raise CliError(f"no stack named '{stack}' found")
+            raise CliError(f"no stack named '{stack}' found", code=6)
 
     def init(self, stack: str, secrets_provider: str, salt: str | None) -> None:
         if self.exists(stack):

@@ -10,18 +10,14 @@ import pytest
 from pulumi.automation import ConfigValue
 
 from dhss_components.config import parse_stack_config
-from dhss_components.fleet.plan import (
+from dhss_components.fleet.stack_config import (
     final_config_problems,
     stale_keys,
     subnet_request,
     tenant_config,
 )
 from dhss_components.fleet.tenants import Tenant, parse_tenants
-from dhss_components.simulated_cloud import (
-    DEVSTACK_ADMIN_NET,
-    DEVSTACK_ADMIN_SUBNET,
-    DEVSTACK_SERVICE_NET,
-)
+from tests.clouds import DEVSTACK_ADMIN_NET, DEVSTACK_ADMIN_SUBNET, DEVSTACK_SERVICE_NET
 from tests.fleet.fleet_env import tenant_network, tenants_document
 from tests.stack_run import write_key_pair
 
@@ -51,7 +47,7 @@ def test_the_config_is_the_three_objects_with_the_block_pinned(document: dict[st
     parsed = parse_stack_config(
         *(json.loads(config[f"dhss:{k}"].value) for k in ("backend", "shareNetwork", "shares"))
     )
-    assert parsed.share_network.service_subnet_cidr == "10.254.0.16/28"
+    assert str(parsed.share_network.service_subnet_cidr) == "10.254.0.16/28"
 
 
 def test_a_password_makes_the_backend_secret(document: dict[str, Any]) -> None:
@@ -82,20 +78,21 @@ def test_only_keys_the_fleet_manages_are_removed() -> None:
 def test_only_a_shared_service_network_needs_a_block(document: dict[str, Any]) -> None:
     request = subnet_request(one(document))
     assert request is not None
-    assert (request.network_id, request.pool, request.mask) == (
+    assert (request.network_id, str(request.pool), request.mask) == (
         DEVSTACK_SERVICE_NET,
         "10.254.0.0/16",
         28,
     )
 
     document["tenants"]["tenant-01"]["shareNetwork"]["service_subnet_cidr"] = "10.254.9.0/28"
-    assert subnet_request(one(document)).pinned == "10.254.9.0/28"  # type: ignore[union-attr]
+    assert str(subnet_request(one(document)).pinned) == "10.254.9.0/28"  # type: ignore[union-attr]
 
     # Its own service network: nothing to share.
     del document["backend"]["service_network_id"]
     assert subnet_request(one(document)) is None
 
-    # Manila's mode C has no service subnet at all.
+    # Manila's mode C has no service subnet at all (and a pinned block is refused there).
+    del document["tenants"]["tenant-01"]["shareNetwork"]["service_subnet_cidr"]
     document["backend"].update(
         connect_share_server_to_tenant_network=True,
         admin_network_id=DEVSTACK_ADMIN_NET,

@@ -1,11 +1,10 @@
 """The offline plan: what a stack would declare, from its stack file alone.
 
-``python -m dhss_components.plan [--stack dev] [--format markdown|json]`` reads
-``Pulumi.<stack>.yaml``, builds a simulated cloud that holds what the config refers to (the
-tenant network and subnet, their router, the admin and service networks, the service image),
-runs the real program (``share_server_program``) against it under Pulumi's mocks, and prints
-the resources, their dependency graph, the security rules, the export locations and the
-script each share runs. No cloud, no credentials, no Pulumi CLI.
+``make_plan`` reads ``Pulumi.<stack>.yaml``, builds a simulated cloud that holds what the
+config refers to (the tenant network and subnet, their router, the admin and service
+networks, the service image), runs the real program (``share_server_program``) against it
+under Pulumi's mocks, and turns what it declared into a ``Plan``: the resources, their
+dependency graph, the security rules, the export locations and the script each share runs.
 
 What the plan cannot know it says at the top: key files that are not on this machine are
 replaced by throwaway keys, encrypted config values by placeholders, and the tenant and admin
@@ -15,31 +14,25 @@ MACs and ids are the simulated cloud's; ids appear as ``<id of NAME>``.
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import itertools
 import shlex
-import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pulumi
-
-from .config import InvalidStackConfig, parse_stack_config
-from .plan_cloud import (
+from ..config import InvalidStackConfig, parse_stack_config
+from ..simulated_cloud import SECRET_SIG, RecordingMonitor, SimulatedCloud
+from ..simulated_cloud import run_program as run_simulated
+from .model import Plan, PlannedResource, ShareCommands
+from .stack_file import PlanError, StackFile, read_stack_file
+from .stand_ins import (
     DEFAULT_ADMIN_SUBNET_CIDR,
     DEFAULT_TENANT_SUBNET_CIDR,
-    PlanError,
-    StackFile,
-    read_stack_file,
     simulated_cloud_for,
     substitute,
 )
-from .simulated_cloud import SECRET_SIG, RecordingMonitor, SimulatedCloud
-from .simulated_cloud import run_program as run_simulated
 
 SECRET_KEY = "4dabf18193072939515e22adb298388d"
 """The key under which the engine marks a secret value (with SECRET_SIG as its value)."""
@@ -93,6 +86,8 @@ IMPORTANT_INPUTS: dict[str, tuple[str, ...]] = {
         "volumeType",
         "availabilityZone",
         "enableOnlineResize",
+        "snapshotId",
+        "sourceVolId",
     ),
     "openstack:compute/volumeAttach:VolumeAttach": ("instanceId", "volumeId"),
     "command:remote:Command": ("connection", "create", "update", "delete", "triggers", "logging"),
@@ -104,48 +99,7 @@ SECURITY_RULE = "openstack:networking/secGroupRule:SecGroupRule"
 # What of an SSH connection a reviewer needs; credentials are never shown.
 CONNECTION_FIELDS = ("host", "port", "user", "dialErrorLimit", "perDialTimeout")
 CREDENTIAL_FIELDS = ("privateKey", "password", "privateKeyPassword")
-
-
-@dataclass(frozen=True)
-class PlannedResource:
-    name: str
-    type: str
-    parent: str | None
-    """The name of the component it belongs to (None for the stack's root component)."""
-    custom: bool
-    """A cloud resource (True) or a component grouping others (False)."""
-    inputs: dict[str, Any]
-    """The inputs that matter, secrets shown as [secret], cloud ids as <id of NAME>."""
-    depends_on: tuple[str, ...]
-    """Every resource it waits for, as the engine receives them."""
-    protect: bool
-    delete_before_replace: bool
-    ignore_changes: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class ShareCommands:
-    share: str
-    resource: str
-    create: str
-    update: str | None
-    delete: str | None
-
-
-@dataclass(frozen=True)
-class Plan:
-    project: str
-    stack: str
-    notices: tuple[str, ...]
-    """What the plan substituted or assumed, to be read before anything else."""
-    resources: tuple[PlannedResource, ...]
-    edges: tuple[tuple[str, str], ...]
-    """(dependency, dependent) between cloud resources, without edges implied by others."""
-    security_rules: tuple[dict[str, Any], ...]
-    share_server: dict[str, Any]
-    shares: dict[str, Any]
-    share_commands: tuple[ShareCommands, ...]
-    host_commands: tuple[ShareCommands, ...]
+UNVERIFIED = "UNVERIFIED: any machine answering on this address is trusted"
 
 
 # -- running the real program ------------------------------------------------------------------
@@ -190,6 +144,8 @@ def _connection(value: Any, names_by_id: Mapping[str, str]) -> Any:
     if not isinstance(value, dict):
         return "[secret]"
     shown: dict[str, Any] = {k: _number(value[k]) for k in CONNECTION_FIELDS if k in value}
+    # Which server the commands will accept: the pinned host key, or a loud "unverified".
+    shown["hostKey"] = value.get("hostKey") or UNVERIFIED
     for key in CREDENTIAL_FIELDS:
         if value.get(key):
             shown[key] = "[secret]"
@@ -387,6 +343,22 @@ def make_plan(
         monitor, outputs = run_program(
             cloud, config, project=stack_file.project, stack=stack_file.stack
         )
+    unverified = [
+        f"`{key}: unverified`"
+        for key, value in (
+            ("dhss:backend.service_instance_host_key", spec.backend.service_instance_host_key),
+            (
+                "dhss:backend.ssh_proxy.host_key",
+                spec.backend.ssh_proxy.host_key if spec.backend.ssh_proxy else None,
+            ),
+        )
+        if value == "unverified"
+    ]
+    if unverified:
+        notices.append(
+            f"SSH host keys are NOT verified ({', '.join(unverified)}): whoever answers on "
+            "the address gets the share commands and their credentials."
+        )
     notices = [
         *notices,
         "The cloud is simulated; it holds what the config names: " + "; ".join(assumed) + ".",
@@ -394,46 +366,3 @@ def make_plan(
         "choose the real ones (from the same pools). Cloud-assigned ids appear as <id of NAME>.",
     ]
     return build_plan(stack_file, notices, monitor, cloud, outputs)
-
-
-# -- command line --------------------------------------------------------------------------------
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from .plan_render import render_json, render_markdown
-
-    parser = argparse.ArgumentParser(
-        prog="python -m dhss_components.plan",
-        description="Print what a stack would declare, from its stack file alone: the real "
-        "program against a simulated cloud (no cloud, no credentials, no Pulumi CLI).",
-    )
-    parser.add_argument("--stack", default="dev", help="reads Pulumi.<stack>.yaml (default: dev)")
-    parser.add_argument("--format", choices=("markdown", "json"), default="markdown")
-    parser.add_argument(
-        "--cwd", "-C", type=Path, default=Path(), help="the project directory (default: .)"
-    )
-    parser.add_argument("--tenant-subnet-cidr", default=DEFAULT_TENANT_SUBNET_CIDR)
-    parser.add_argument("--admin-subnet-cidr", default=DEFAULT_ADMIN_SUBNET_CIDR)
-    args = parser.parse_args(argv)
-    try:
-        plan = make_plan(
-            args.cwd,
-            args.stack,
-            tenant_subnet_cidr=args.tenant_subnet_cidr,
-            admin_subnet_cidr=args.admin_subnet_cidr,
-        )
-    except PlanError as exc:
-        print(f"plan: {exc}", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  - {problem}", file=sys.stderr)
-        return 2
-    except pulumi.RunError as exc:
-        # A fact about the (simulated) cloud that makes the share server impossible.
-        print(f"plan: the program stopped: {exc}", file=sys.stderr)
-        return 1
-    sys.stdout.write(render_json(plan) if args.format == "json" else render_markdown(plan))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -18,7 +18,8 @@ from typing import Any
 from pulumi.automation import ConfigValue
 
 from ..config import NAMESPACE, InvalidStackConfig, Problem, parse_stack_config
-from .allocation import SubnetRequest
+from ..naming import service_subnet_name
+from .allocation import Ledger, SubnetRequest
 from .tenants import CLOUD_KEY, Tenant
 
 MANAGED_PREFIXES = (f"{NAMESPACE}:",)
@@ -26,7 +27,7 @@ MANAGED_KEYS = (CLOUD_KEY,)
 
 
 @dataclass(frozen=True)
-class TenantPlan:
+class TenantStack:
     """Everything one tenant's run needs, decided before any stack is touched."""
 
     tenant: Tenant
@@ -46,7 +47,7 @@ def subnet_request(tenant: Tenant) -> SubnetRequest | None:
     (no service_network_id) has it to itself, and Manila's mode C uses none.
     """
     backend = tenant.spec.backend
-    if not backend.uses_service_network or backend.service_network_id is None:
+    if not backend.network_mode.service_subnet or backend.service_network_id is None:
         return None
     return SubnetRequest(
         tenant=tenant.name,
@@ -54,7 +55,22 @@ def subnet_request(tenant: Tenant) -> SubnetRequest | None:
         pool=backend.service_network_cidr,
         mask=backend.service_network_division_mask,
         pinned=tenant.spec.share_network.service_subnet_cidr,
+        subnet_name=service_subnet_name(tenant.spec.share_network.neutron_subnet_id),
     )
+
+
+def given_cidrs(ledger: Ledger, tenants: Iterable[Tenant]) -> dict[str, str]:
+    """Each tenant's block as it stands (its own pin, else the ledger's), giving none out."""
+    cidrs = {}
+    for tenant in tenants:
+        request = subnet_request(tenant)
+        if request is None:
+            continue
+        given = ledger.get(request.network_id, {}).get(tenant.name)
+        cidr = str(request.pinned) if request.pinned is not None else given
+        if cidr is not None:
+            cidrs[tenant.name] = cidr
+    return cidrs
 
 
 def share_network_with(tenant: Tenant, cidr: str | None) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any
 
-from .plan import Plan, PlannedResource, ShareCommands
+from .model import Plan, PlannedResource, ShareCommands
 
 JSON_FORMAT_VERSION = 1
 _HEREDOC = re.compile(r"<<-?'?(?P<delimiter>[A-Za-z_][A-Za-z0-9_]*)'?\s*$")
