@@ -128,6 +128,10 @@ class SshBlueprint:
     proxy: SshProxyBlueprint | None
     host_key: HostKey
     """What the service instance must prove it is before any command runs on it."""
+    wait_until_ready: bool
+    """Whether this machine polls the instance's sshd (ssh_ready.sh) before the commands dial.
+    Not through a bastion: the instance's address is reachable only from the bastion, so the
+    commands' own dial limit is the wait there."""
 
 
 @dataclass(frozen=True)
@@ -355,6 +359,7 @@ def share_server_blueprint(
                 if proxy
                 else None
             ),
+            wait_until_ready=proxy is None,
             host_key=(
                 "generated"
                 if backend.service_instance_host_key == "generate"

@@ -107,7 +107,7 @@ class ShareServer(pulumi.ComponentResource):
         host_key = _pinned(blueprint.ssh.host_key, instance.host_key)
         connection = _connection(blueprint.ssh, ssh_host, instance.host_key, args.credentials)
         reachable: list[pulumi.Resource] = [instance, *([connectivity] if connectivity else [])]
-        if blueprint.ssh.proxy is None:
+        if blueprint.ssh.wait_until_ready:
             reachable.append(
                 self._ssh_ready(
                     name,

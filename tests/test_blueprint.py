@@ -85,12 +85,16 @@ def test_the_host_port_and_the_bastion(config: dict[str, Any]) -> None:
     assert (port.nic.role, port.nic.network_id) == (
         "service", config["backend"]["service_network_id"],
     )  # fmt: skip
+    # This machine dials the instance itself, so it waits for its sshd before the commands.
+    assert plan.ssh.wait_until_ready
     config["backend"]["ssh_proxy"] = {
         "host": "bastion.example.org", "user": "jump", "port": 2222,
         "source_cidrs": ["192.0.2.10/32"], "host_key": "unverified",
     }  # fmt: skip
-    proxy = blueprint(config).ssh.proxy
-    assert (proxy.host, proxy.user, proxy.port) == ("bastion.example.org", "jump", 2222)
+    ssh = blueprint(config).ssh
+    assert (ssh.proxy.host, ssh.proxy.user, ssh.proxy.port) == ("bastion.example.org", "jump", 2222)
+    # Only the bastion reaches the instance: the commands' dial limit is the wait.
+    assert not ssh.wait_until_ready
 
 
 def test_every_stack_and_tenant_subnet_has_its_own_server_id(config: dict[str, Any]) -> None:

@@ -131,6 +131,7 @@ def test_the_offline_plan_flags_unverified_connections(tmp_path: Path) -> None:
 
     source = Path(__file__).resolve().parent.parent / "Pulumi.dev.yaml"
     stack = yaml.safe_load(source.read_text())
+    # The dev stack opts out (Manila's image has no cloud-init); so does this copy, explicitly.
     stack["config"]["dhss:backend"]["service_instance_host_key"] = "unverified"
     (tmp_path / "Pulumi.dev.yaml").write_text(yaml.safe_dump(stack))
     out = tmp_path / "plan.json"

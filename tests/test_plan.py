@@ -183,10 +183,15 @@ def test_json_has_stable_keys_and_the_same_content(dev_json: dict[str, Any]) -> 
     assert commands["update"] == commands["create"]
 
 
-def test_json_never_holds_a_credential(dev_json: dict[str, Any]) -> None:
-    text = json.dumps(dev_json)
-    assert "PRIVATE KEY" not in text
-    connection = next(r for r in dev_json["resources"] if r["name"] == EXPORT)["inputs"][
+def test_json_never_holds_a_credential(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # With the host key the stack generates: its private half must not show either.
+    config = dev_config()
+    del config["dhss:backend"]["service_instance_host_key"]
+    write_stack(tmp_path, config)
+    code, out, _ = plan(capsys, "--stack", "t1", "--cwd", str(tmp_path), "--format", "json")
+    assert code == 0
+    assert "PRIVATE KEY" not in out
+    connection = next(r for r in json.loads(out)["resources"] if r["name"] == EXPORT)["inputs"][
         "connection"
     ]
     assert connection["privateKey"] == "[secret]"
