@@ -17,14 +17,17 @@ The limits keep the work proportional to the file, whatever the file does:
   alias bomb (nine lines of nine aliases each: 9^9 = 387 million values from 846 bytes) is
   refused after at most this many values of work, in memory bounded by the same number.
 
-YAML is read as Pulumi reads a stack file (go-yaml v3) where that matters to an operator:
-duplicate keys are an error, merge keys (``<<: *base``) work, a date stays a string. Tags that
-build anything but plain data (``!!binary``, ``!!set``, ``!!python/...``) are refused.
+YAML is read as Pulumi reads a stack file (go-yaml v3): a plain scalar means what it means to
+Pulumi (``no``, ``on`` are strings, ``0755`` is 493, ``1e3`` is 1000.0, ``1:20`` is a string;
+see ``go_yaml_plain_scalar``), duplicate keys are an error, merge keys (``<<: *base``) work, a
+date stays a string. Tags that build anything but plain data (``!!binary``, ``!!set``,
+``!!python/...``) are refused.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -129,24 +132,157 @@ def read_text(path: str | os.PathLike[str], *, limit: int = MAX_FILE_BYTES) -> s
 # -- YAML -------------------------------------------------------------------------------------
 
 
-class _Resolver(yaml.resolver.Resolver):
-    """YAML 1.1's implicit types minus those Pulumi's go-yaml keeps as strings (dates) and
-    those PyYAML cannot construct safely (``=``, ``!``, ``&``, ``*`` alone)."""
+# -- plain scalars, as go-yaml v3 resolves them -------------------------------------------------
+#
+# The Pulumi CLI reads Pulumi.<stack>.yaml with go-yaml v3 (gopkg.in/yaml.v3), whose resolve()
+# (resolve.go at v3.0.1) follows YAML 1.2's core schema more than 1.1, unlike PyYAML's default:
+#
+# - by the first character: `+ - 0-9` may be a number, `.` a float, `y Y n N t T f F o O ~`
+#   only a word of the table below; anything else is a string;
+# - the table: true/True/TRUE, false/False/FALSE, ~/null/Null/NULL and the empty value,
+#   .nan/.NaN/.NAN, [+-].inf/.Inf/.INF; so yes, no, on, off, y, n are strings;
+# - a number: every `_` removed, then Go's strconv.ParseInt(s, 0, 64) (decimal, 0x, 0o, 0b,
+#   and a leading 0 for octal: 0755 is 493), then ParseUint (up to 2^64-1), then a float
+#   matching ^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$ (1e3 is 1000.0, 08 is 8.0;
+#   a float too large for 64 bits, 1e400, stays a string), then 0b/0o followed by a signed
+#   number (0b-101 is -5);
+# - no sexagesimal (1:20 is a string), and a date (2001-12-14) is a timestamp, which Pulumi
+#   keeps as text; here it stays the text as written.
+#
+# A quoted or block scalar is a string. An explicit tag (!!int "0x1F") resolves the text the
+# same way and must give that type (!!float accepts an int), as go-yaml checks.
 
-
-_Resolver.yaml_implicit_resolvers = {
-    first: [
-        (tag, regexp)
-        for tag, regexp in resolvers
-        if tag
-        not in (
-            "tag:yaml.org,2002:timestamp",
-            "tag:yaml.org,2002:value",
-            "tag:yaml.org,2002:yaml",
-        )
-    ]
-    for first, resolvers in yaml.resolver.Resolver.yaml_implicit_resolvers.items()
+YAML_TAG = "tag:yaml.org,2002:"
+_HINT_NUMBER = frozenset("+-0123456789")
+_WORDS: dict[str, tuple[str, Any]] = {
+    **{word: ("bool", True) for word in ("true", "True", "TRUE")},
+    **{word: ("bool", False) for word in ("false", "False", "FALSE")},
+    **{word: ("null", None) for word in ("", "~", "null", "Null", "NULL")},
+    **{word: ("float", math.nan) for word in (".nan", ".NaN", ".NAN")},
+    **{word: ("float", math.inf) for word in (".inf", ".Inf", ".INF")},
+    **{word: ("float", math.inf) for word in ("+.inf", "+.Inf", "+.INF")},
+    **{word: ("float", -math.inf) for word in ("-.inf", "-.Inf", "-.INF")},
+    "<<": ("merge", "<<"),
 }
+_YAML_STYLE_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+_DOT_FLOAT = re.compile(r"\.[0-9]+([eE][-+]?[0-9]+)?")
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def _go_parse_uint(text: str, base: int) -> int | None:
+    """Go's strconv.ParseUint(text, base, 64) without underscores; None where Go errs."""
+    if not text:
+        return None
+    if base == 0:
+        base = 10
+        if text[0] == "0":
+            prefix = text[1:2].lower()
+            if len(text) >= 3 and prefix in ("b", "o", "x"):
+                base, text = {"b": 2, "o": 8, "x": 16}[prefix], text[2:]
+            else:
+                base, text = 8, text[1:]
+    value = 0
+    for character in text:
+        digit = _DIGITS.find(character.lower()) if character.isascii() else -1
+        if not 0 <= digit < base:
+            return None
+        value = value * base + digit
+        if value >= 1 << 64:
+            return None
+    return value
+
+
+def _go_parse_int(text: str, base: int) -> int | None:
+    """Go's strconv.ParseInt(text, base, 64): one optional sign, then ParseUint's digits."""
+    negative = text[:1] == "-"
+    magnitude = _go_parse_uint(text[1:] if text[:1] in ("+", "-") else text, base)
+    if magnitude is None:
+        return None
+    if negative:
+        return -magnitude if magnitude <= 1 << 63 else None
+    return magnitude if magnitude < 1 << 63 else None
+
+
+def _go_underscores_ok(text: str) -> bool:
+    """Go's strconv.underscoreOK for a number without base prefix: `_` only between digits."""
+    previous = "^"
+    for character in text[1:] if text[:1] in ("+", "-") else text:
+        if "0" <= character <= "9":
+            previous = "0"
+        elif character == "_":
+            if previous != "0":
+                return False
+            previous = "_"
+        elif previous == "_":
+            return False
+        else:
+            previous = "!"
+    return previous != "_"
+
+
+def _finite(number: float) -> float | None:
+    # Go's ParseFloat fails with ErrRange where Python's float() rounds to infinity.
+    return None if math.isinf(number) else number
+
+
+def go_yaml_plain_scalar(text: str) -> tuple[str, Any]:
+    """(tag, value) go-yaml v3 gives the plain scalar ``text``: tag is one of str, bool, int,
+    float, null, merge."""
+    if text in _WORDS:
+        return _WORDS[text]
+    first = text[:1]
+    if first == ".":
+        if "_" in text and not _go_underscores_ok(text):
+            return "str", text
+        plain = text.replace("_", "")
+        number = _finite(float(plain)) if _DOT_FLOAT.fullmatch(plain) else None
+        return ("float", number) if number is not None else ("str", text)
+    if first not in _HINT_NUMBER:
+        return "str", text
+    # A date (2001-12-14) would be a timestamp, kept as its text: nothing that starts with four
+    # digits and a dash is a number to go-yaml, so it is the string below.
+    plain = text.replace("_", "")
+    integer = _go_parse_int(plain, 0)
+    if integer is None:
+        integer = _go_parse_uint(plain, 0)
+    if integer is not None:
+        return "int", integer
+    if _YAML_STYLE_FLOAT.fullmatch(plain):
+        number = _finite(float(plain))
+        if number is not None:
+            return "float", number
+    for prefix, base in (("0b", 2), ("0o", 8)):
+        if plain.startswith(prefix):
+            integer = _go_parse_int(plain[2:], base)
+            if integer is None:
+                integer = _go_parse_uint(plain[2:], base)
+            return ("int", integer) if integer is not None else ("str", text)
+        if plain.startswith("-" + prefix):
+            integer = _go_parse_int("-" + plain[3:], base)
+            return ("int", integer) if integer is not None else ("str", text)
+    return "str", text
+
+
+def go_yaml_tagged_scalar(tag: str, text: str) -> tuple[str, Any] | None:
+    """The value of ``!!tag text`` as go-yaml v3 decodes it, or None where it refuses."""
+    if tag == "str":
+        return "str", text
+    resolved, value = go_yaml_plain_scalar(text)
+    if resolved == tag:
+        return resolved, value
+    if tag == "float" and resolved == "int":
+        return "float", float(value)
+    return None
+
+
+class _Resolver(yaml.resolver.BaseResolver):
+    """Plain scalars as go-yaml v3 resolves them; quoted and block scalars are strings."""
+
+    def resolve(self, kind: type[Node], value: Any, implicit: tuple[bool, bool]) -> str:
+        if kind is ScalarNode:
+            return YAML_TAG + (go_yaml_plain_scalar(value)[0] if implicit[0] else "str")
+        resolved: str = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+        return resolved
 
 
 class _Bounded(yaml.composer.Composer, yaml.constructor.SafeConstructor, _Resolver):
@@ -241,11 +377,7 @@ class _Bounded(yaml.composer.Composer, yaml.constructor.SafeConstructor, _Resolv
                 "here: write plain values (strings, numbers, true/false, lists, mappings)",
                 node.start_mark,
             )
-        try:
-            return super().construct_object(node, deep=deep)
-        except ValueError:
-            # int() of a number with more digits than Python converts (sys.int_info).
-            self.refuse("a number too long to read; quote it if it is a string", node.start_mark)
+        return super().construct_object(node, deep=deep)
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, MappingNode):
@@ -276,6 +408,24 @@ class _Bounded(yaml.composer.Composer, yaml.constructor.SafeConstructor, _Resolv
                 first_seen[key] = key_node.start_mark
         mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
         return mapping
+
+
+def _construct_scalar(loader: Any, node: ScalarNode) -> Any:
+    """The constructor of !!int, !!float, !!bool and !!null, implicit or written."""
+    tag = node.tag.removeprefix(YAML_TAG)
+    resolved = go_yaml_tagged_scalar(tag, loader.construct_scalar(node))
+    if resolved is None:
+        loader.refuse(
+            f"!!{tag} {excerpt(repr(node.value))} is not a {tag} to Pulumi (go-yaml v3); "
+            "write the value without the tag, or quote it as a string",
+            node.start_mark,
+        )
+        raise AssertionError("refuse raises")
+    return resolved[1]
+
+
+for _tag in ("int", "float", "bool", "null"):
+    _Bounded.add_constructor(YAML_TAG + _tag, _construct_scalar)
 
 
 class _PythonLoader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, _Bounded):

@@ -4,6 +4,7 @@ never a flood, never the file's secrets; ordinary YAML (anchors, merge keys) sti
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -175,7 +176,8 @@ def test_merge_keys_work_and_explicit_keys_win(loader: Loader) -> None:
             "(strings, numbers, true/false, lists, mappings)",
         ),
         (b"s: !!set {a, b}\n", (1, 4), "tag !!set is not allowed here"),
-        (b"n: " + b"9" * 5000 + b"\n", (1, 4), "a number too long to read; quote it"),
+        (b"n: !!int 0b2\n", (1, 4), "!!int '0b2' is not a int to Pulumi"),
+        (b"n: !!bool yes\n", (1, 4), "!!bool 'yes' is not a bool to Pulumi"),
     ],
 )
 def test_what_plain_data_cannot_hold_is_refused_with_line_and_column(
@@ -194,6 +196,193 @@ def test_dates_stay_strings_as_pulumi_reads_them(loader: Loader) -> None:
         "a": "2024-02-31",
         "b": "2024-01-01",
     }
+
+
+# -- plain scalars as Pulumi (go-yaml v3) reads them ---------------------------------------------
+
+# Each row: a plain scalar and what go-yaml v3 decodes it to into an interface{} (Pulumi reads
+# an object in a stack file that way). The rows marked "decode_test" are go-yaml v3's own test
+# cases (decode_test.go at v3.0.1, unmarshalTests); the others follow from resolve.go's
+# resolve() and Go's strconv, line by line (see operator_files). YAML 1.1 (PyYAML's default)
+# reads the first group differently.
+GO_YAML_V3 = [
+    # YAML 1.1 words and forms that are plain strings to go-yaml v3
+    ("yes", "yes"),
+    ("no", "no"),
+    ("on", "on"),
+    ("off", "off"),
+    ("Yes", "Yes"),
+    ("y", "y"),
+    ("n", "n"),
+    ("1:20", "1:20"),  # no sexagesimal (decode_test: "Unsupported")
+    ("190:20:30.15", "190:20:30.15"),
+    ("2001-12-14", "2001-12-14"),  # a timestamp, kept as its text
+    ("2001-12-14t21:59:43.10-05:00", "2001-12-14t21:59:43.10-05:00"),
+    ("NaN", "NaN"),
+    ("inf", "inf"),
+    ("Infinity", "Infinity"),
+    ("+.nan", "+.nan"),
+    ("0x", "0x"),
+    ("0b", "0b"),
+    ("0b2", "0b2"),
+    ("1e400", "1e400"),  # ParseFloat's ErrRange: not a number, so a string
+    ("._5", "._5"),
+    ("1_000_a", "1_000_a"),
+    ("=", "="),
+    ("<", "<"),
+    ("0x1p-2", "0x1p-2"),  # a Go hex float, but not yamlStyleFloat
+    # YAML 1.1 and 1.2 agree on the words of the table
+    ("true", True),  # decode_test
+    ("True", True),  # decode_test
+    ("TRUE", True),  # decode_test
+    ("false", False),
+    ("False", False),  # decode_test
+    ("FALSE", False),  # decode_test
+    ("tRUE", "tRUE"),
+    ("", None),  # decode_test ("empty:")
+    ("~", None),  # decode_test
+    ("null", None),  # decode_test
+    ("Null", None),
+    ("NULL", None),
+    (".inf", float("inf")),
+    (".Inf", float("inf")),  # decode_test
+    ("+.INF", float("inf")),
+    ("-.inf", float("-inf")),  # decode_test
+    ("-.Inf", float("-inf")),  # decode_test
+    # integers: Go's ParseInt(s, 0, 64) after every _ is removed
+    ("10", 10),  # decode_test
+    ("-10", -10),  # decode_test
+    ("+685_230", 685230),  # decode_test
+    ("0755", 493),  # a leading 0 is octal, as in YAML 1.1
+    ("02472256", 685230),  # decode_test
+    ("-02472256", -685230),  # decode_test
+    ("0o2472256", 685230),  # decode_test
+    ("-0o2472256", -685230),  # decode_test
+    ("0O17", 15),
+    ("0xA", 10),  # decode_test
+    ("0x_0A_74_AE", 685230),  # decode_test
+    ("0XfF", 255),
+    ("0b10", 2),  # decode_test
+    ("0b1010_0111_0100_1010_1110", 685230),  # decode_test
+    ("-0b101010", -42),  # decode_test
+    ("-0b" + "1" + "0" * 63, -(2**63)),  # decode_test
+    ("0b-101", -5),  # the 0b branch parses what follows with its sign
+    ("0o+17", 15),
+    ("1__0", 10),
+    ("1_", 1),
+    ("-_1", -1),
+    ("0", 0),
+    ("-0", 0),
+    ("00", 0),
+    ("9223372036854775807", 2**63 - 1),
+    ("-9223372036854775808", -(2**63)),
+    ("9223372036854775808", 2**63),  # decode_test (int_overflow; ParseUint takes it)
+    ("18446744073709551615", 2**64 - 1),
+    # floats: ^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$ after _ is removed
+    ("1e3", 1000.0),  # a string in YAML 1.1
+    ("1E-2", 0.01),
+    ("6.8523e+5", 6.8523e5),  # decode_test
+    ("685.230_15e+03", 685.23015e03),  # decode_test
+    ("685_230.15", 685230.15),  # decode_test
+    ("0.1", 0.1),  # decode_test
+    (".1", 0.1),  # decode_test
+    ("-.1", -0.1),  # decode_test
+    ("1.", 1.0),
+    ("08", 8.0),  # not octal, so ParseFloat's 8
+    ("09.5", 9.5),
+    ("18446744073709551616", 2.0**64),  # past ParseUint: a float
+    ("-9223372036854775809", -(2.0**63)),
+    (".5_5", 0.55),
+    ("1e-400", 0.0),
+    ("9" * 5000, "9" * 5000),  # too large for a float64: a string
+]
+
+
+def same_value(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
+@PARSERS
+@pytest.mark.parametrize(("text", "value"), GO_YAML_V3, ids=[repr(t)[:30] for t, _ in GO_YAML_V3])
+def test_plain_scalars_mean_what_they_mean_to_pulumi(loader: Loader, text: str, value: Any) -> None:
+    read = yaml_document(f"k: {text}\nl:\n  - {text}\n".encode(), "f", loader=loader)
+    assert same_value(read["k"], value), (text, read["k"])
+    assert same_value(read["l"][0], value)
+    if value is not None and not isinstance(value, float) and len(text) < 1024:
+        # Keys are resolved the same way (a share or tenant named `no` stays "no").
+        assert same_value(
+            next(iter(yaml_document(f"{text}: 1\n".encode(), "f", loader=loader))), value
+        )
+
+
+@PARSERS
+def test_nan_is_a_float_as_in_go_yaml(loader: Loader) -> None:
+    for text in (".nan", ".NaN", ".NAN"):
+        value = yaml_document(f"k: {text}\n".encode(), "f", loader=loader)["k"]
+        assert isinstance(value, float)
+        assert math.isnan(value)
+
+
+@PARSERS
+@pytest.mark.parametrize(("text", "value"), GO_YAML_V3[:30])
+def test_quoted_or_block_scalars_are_always_strings(loader: Loader, text: str, value: Any) -> None:
+    del value
+    document = yaml_document(
+        f"a: '{text}'\nb: \"{text}\"\nc: |-\n  {text}\n".encode(), "f", loader=loader
+    )
+    assert document == {"a": text, "b": text, "c": text} or text == ""
+
+
+@PARSERS
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ('!!int "0x1F"', 31),
+        ("!!float 1", 1.0),
+        ("!!float '1e3'", 1000.0),
+        ("!!str 0755", "0755"),
+        ("!!str yes", "yes"),
+        ("!!bool true", True),
+        ("!!null ~", None),
+    ],
+)
+def test_an_explicit_tag_resolves_the_text_as_go_yaml_does(
+    loader: Loader, text: str, value: Any
+) -> None:
+    assert same_value(yaml_document(f"k: {text}\n".encode(), "f", loader=loader)["k"], value)
+
+
+@PARSERS
+@given(number=st.integers(min_value=-(2**63), max_value=2**63 - 1))
+def test_any_int64_in_any_go_spelling_reads_back(loader: Loader, number: int) -> None:
+    sign = "-" if number < 0 else ""
+    magnitude = abs(number)
+    spellings = [str(number), f"{sign}0x{magnitude:x}", f"{sign}0o{magnitude:o}"]
+    spellings += [f"{sign}0b{magnitude:b}", f"{sign}0{magnitude:o}", f"{number:_}"]
+    for text in spellings:
+        assert yaml_document(f"k: {text}\n".encode(), "f", loader=loader) == {"k": number}, text
+
+
+@PARSERS
+@given(number=st.floats(allow_nan=False, allow_infinity=False))
+def test_any_finite_float_written_by_python_reads_back(loader: Loader, number: float) -> None:
+    text = repr(number)
+    assert same_value(yaml_document(f"k: {text}\n".encode(), "f", loader=loader)["k"], number)
+
+
+@PARSERS
+@given(word=st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=1))
+def test_a_word_is_a_string_unless_it_is_true_false_or_null(loader: Loader, word: str) -> None:
+    value = yaml_document(f"k: {word}\n".encode(), "f", loader=loader)["k"]
+    table: dict[str, bool | None] = {
+        "true": True,
+        "True": True,
+        "TRUE": True,
+        "false": False,
+        "False": False,
+    }
+    table |= {"FALSE": False, "null": None, "Null": None, "NULL": None}
+    assert same_value(value, table.get(word, word))
 
 
 # -- bytes that are not YAML text ----------------------------------------------------------------

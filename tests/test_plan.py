@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dhss_components.plan.__main__ import main
 from dhss_components.plan.build import reduced_edges
@@ -68,8 +70,9 @@ def test_markdown_says_first_that_it_is_simulated_and_what_it_substituted(
     assert "Simulated" in head
     assert "nothing was created" in head
     # Pulumi.dev.yaml names DevStack's key files, which this machine does not have.
-    assert "/opt/stack/.ssh/id_rsa, which does not exist on this machine" in head
-    assert "/opt/stack/.ssh/id_rsa.pub, which does not exist on this machine" in head
+    # (Markdown-escaped: the notices embed values from the stack file.)
+    assert "/opt/stack/.ssh/id\\_rsa, which does not exist on this machine" in head
+    assert "/opt/stack/.ssh/id\\_rsa.pub, which does not exist on this machine" in head
     assert "placeholder key" in head
     assert "tenant subnet 5f0c7e2a-8d3b-4b6e-a1f4-3c9d2e7b8a21 is 10.0.0.0/26" in head
     assert "PRIVATE KEY" not in dev_markdown
@@ -83,22 +86,22 @@ def _row(markdown: str, resource: str) -> str:
 
 def test_markdown_shows_the_service_subnet_and_its_router_interface(dev_markdown: str) -> None:
     subnet = _row(dev_markdown, "share-server-network-subnet")
-    assert "cidr: `10.254.0.0/28`" in subnet  # Manila's first /28 of 10.254.0.0/16
+    assert "`cidr`: `10.254.0.0/28`" in subnet  # Manila's first /28 of 10.254.0.0/16
     assert (
-        "name: `service_subnet_for_handling_of_share_server_for_tenant_subnet_"
+        "`name`: `service_subnet_for_handling_of_share_server_for_tenant_subnet_"
         "5f0c7e2a-8d3b-4b6e-a1f4-3c9d2e7b8a21`" in subnet
     )
     interface = _row(dev_markdown, "share-server-network-router-interface")
-    assert "routerId: `<id of the tenant subnet's router>`" in interface
-    assert "subnetId: `<id of share-server-network-subnet>`" in interface
+    assert "`routerId`: `<id of the tenant subnet's router>`" in interface
+    assert "`subnetId`: `<id of share-server-network-subnet>`" in interface
     volume = _row(dev_markdown, "share-server-share-projects-volume")
-    assert "size: `10`" in volume
+    assert "`size`: `10`" in volume
     assert "**protect**" in volume
 
 
 def test_markdown_lists_the_export_locations(dev_markdown: str) -> None:
     rows = re.findall(
-        r"^\| projects \| NFS \| 10 GiB \| `([0-9.]+):/shares/projects` "
+        r"^\| `projects` \| `NFS` \| `10` GiB \| `([0-9.]+):/shares/projects` "
         r"\| (yes|no) \| (yes|no) \|$",
         dev_markdown,
         re.MULTILINE,
@@ -114,9 +117,9 @@ def test_markdown_lists_the_export_locations(dev_markdown: str) -> None:
 
 def test_markdown_security_rules_admit_only_the_clients_and_the_host(dev_markdown: str) -> None:
     section = dev_markdown.split("#### Security rules", 1)[1].split("####", 1)[0]
-    rows = [line for line in section.splitlines() if line.startswith("| tcp") or "icmp" in line]
-    assert "| tcp | 2049 | `10.0.0.0/26` | NFS clients |" in rows
-    assert "| tcp | 22 | `10.254.0.14/32` | share commands over SSH |" in rows
+    rows = [line for line in section.splitlines() if line.startswith("| `tcp`") or "icmp" in line]
+    assert "| `tcp` | `2049` | `10.0.0.0/26` | `NFS clients` |" in rows
+    assert "| `tcp` | `22` | `10.254.0.14/32` | `share commands over SSH` |" in rows
     assert not any("0.0.0.0/0" in row for row in rows)
 
 
@@ -136,7 +139,7 @@ def test_markdown_graph_has_an_edge_from_the_attachment_to_the_export(dev_markdo
 
 def test_markdown_shows_the_script_each_share_runs(dev_markdown: str) -> None:
     section = dev_markdown.split("#### What each share runs", 1)[1].split("#### What runs", 1)[0]
-    assert "**projects** (`share-server-share-projects-export`)" in section
+    assert "**`projects`** (`share-server-share-projects-export`)" in section
     assert (
         "sudo -n bash -s -- ensure --name projects --volume-id "
         "<id of share-server-share-projects-volume> --protocol nfs --mount-root /shares "
@@ -285,3 +288,122 @@ def test_reduced_edges_leave_out_what_a_longer_path_implies() -> None:
         ("server", "attach"),
         ("volume", "attach"),
     ]
+
+
+# -- hostile values from the pull request's stack file ---------------------------------------------
+
+HOSTILE = [
+    "`a` ``b``",
+    "<!-- the rest is hidden",
+    "</details><details open>",
+    "<script>alert(1)</script>",
+    "x\n```mermaid\ngraph TD\n```",
+    "a\n```\n# injected\n~~~~\n",
+    "@everyone @octocat/team",
+    "[click](https://evil.example) ![i](https://evil.example/i.png)",
+    "a | b | c",
+    "line one\nline two\r\n\u2028three",
+    "*bold* _it_ ~~gone~~ # heading",
+    "\\| \\` \\",
+    "https://auto.link.example www.example.org",
+    " `",
+    "",
+]
+
+
+def hostile_plan(value: str) -> Any:
+    """A plan whose every string that came from the stack file is ``value``."""
+    from dhss_components.plan.model import Plan, PlannedResource, ShareCommands
+
+    resource = PlannedResource(
+        name=f"share-{value}",
+        type="openstack:networking/secGroupRule:SecGroupRule",
+        parent="share-server",
+        custom=True,
+        inputs={"description": value, "remoteIpPrefix": value, "nested": {value: [value]}},
+        depends_on=(),
+        protect=True,
+        delete_before_replace=False,
+        ignore_changes=(value,),
+    )
+    component = PlannedResource(
+        "share-server", "dhss:index:ShareServer", None, False, {}, (), False, False, ()
+    )
+    script = f"bash -s -- ensure --name {value} <<'DHSS_SHARE_SCRIPT'\necho '{value}'\n"
+    script += "DHSS_SHARE_SCRIPT\n"
+    return Plan(
+        project=value,
+        stack=value,
+        notices=(f"a notice about {value}", "a notice"),
+        resources=(component, resource),
+        edges=(),
+        security_rules=({"protocol": value, "remoteIpPrefix": value, "description": value},),
+        share_server={"network_mode": value, "service_subnet_cidr": value, "ssh_address": value},
+        shares={
+            value: {"share_proto": value, "size": value, "export_locations": [{"path": value}]}
+        },
+        share_commands=(ShareCommands(value, f"export-{value}", script, script, script),),
+        host_commands=(),
+    )
+
+
+def markdown_structure(markdown: str) -> dict[str, Any]:
+    """What a reader of the rendered comment sees of its structure, parsed as GitHub does
+    (CommonMark and GFM tables), and the code spans' texts."""
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").enable("table").enable("strikethrough").parse(markdown)
+    inline = [child for token in tokens for child in token.children or []]
+    texts = " ".join(c.content for c in inline if c.type == "text")
+    return {
+        "blocks": [t.type for t in tokens if t.type != "inline"],
+        "fences": [(t.info, t.map[0] if t.map else None) for t in tokens if t.type == "fence"],
+        "html": [
+            re.sub(r"\(\d+ lines, sha256 [0-9a-f]+…\)", "", html)
+            for html in [t.content for t in tokens if t.type == "html_block"]
+            + [c.content for c in inline if c.type == "html_inline"]
+        ],
+        "marks": sorted({c.type for c in inline} - {"text", "code_inline", "softbreak"}),
+        "mentions": re.findall(r"@\w", texts),
+        "code": [c.content for c in inline if c.type == "code_inline"],
+    }
+
+
+def unvisible(text: str) -> str:
+    """The inverse of render.visible."""
+    return re.sub(
+        r"\\(\\|x[0-9a-f]{2}|u[0-9a-f]{4})",
+        lambda m: "\\" if m.group(1) == "\\" else chr(int(m.group(1)[1:], 16)),
+        text,
+    )
+
+
+def check_inert(value: str) -> None:
+    from dhss_components.plan.render import render_markdown
+
+    benign = markdown_structure(render_markdown(hostile_plan("plain")))
+    hostile = markdown_structure(render_markdown(hostile_plan(value)))
+    # The same tables with the same rows, the same details blocks and fences, no link,
+    # image, emphasis or HTML of the value's own, nobody mentioned.
+    assert hostile["blocks"] == benign["blocks"]
+    assert hostile["html"] == benign["html"]
+    assert [info for info, _ in hostile["fences"]] == [info for info, _ in benign["fences"]]
+    assert hostile["marks"] == benign["marks"]
+    assert hostile["mentions"] == []
+    # And the value reads as exactly itself wherever it is shown as a value.
+    if value:
+        shown = [unvisible(c) for c in hostile["code"]]
+        assert shown.count(value) >= 8, (value, hostile["code"])
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_a_hostile_value_in_the_stack_file_changes_nothing_in_the_comment(value: str) -> None:
+    check_inert(value)
+
+
+@given(value=st.text(alphabet=st.sampled_from("`<>!-[]()|\\\n\r@*_~#&:/ ax"), max_size=20))
+@settings(max_examples=200, deadline=None)
+def test_any_string_in_the_stack_file_is_shown_as_text_and_changes_no_structure(
+    value: str,
+) -> None:
+    check_inert(value)

@@ -257,6 +257,29 @@ def check_forks_get_no_credentials(wf: dict[Any, Any]) -> list[str]:
     return problems
 
 
+GITHUB_HOSTED = re.compile(r"(ubuntu|windows|macos)-[A-Za-z0-9.-]+")
+"""GitHub's own runner labels: a fresh virtual machine for each job, gone after it."""
+
+
+def check_forks_get_no_self_hosted_runner(wf: dict[Any, Any]) -> list[str]:
+    """A job a fork's pull request can start runs on a GitHub-hosted runner: on a self-hosted
+    one, the fork's code would run on a machine that stays, inside the operator's network."""
+    problems = []
+    for name, job in wf["jobs"].items():
+        if not any(condition(job.get("if"), context) for context in FORKS.values()):
+            continue
+        labels = job.get("runs-on")
+        labels = labels if isinstance(labels, list) else [labels]
+        if not labels or not all(
+            isinstance(label, str) and GITHUB_HOSTED.fullmatch(label) for label in labels
+        ):
+            problems.append(
+                f"job {name} runs for a fork on runs-on {job.get('runs-on')!r}, which is not "
+                "a GitHub-hosted runner (a self-hosted runner must not take fork pull requests)"
+            )
+    return problems
+
+
 def check_secrets_behind_the_gate(wf: dict[Any, Any], gated: set[str]) -> list[str]:
     """Every job that sees a secret runs in a gated environment; no secret is workflow-wide."""
     problems = []
@@ -376,6 +399,7 @@ def all_problems(name: str, wf: dict[Any, Any]) -> list[str]:
     ]
     if "pull_request" in triggers(wf):
         problems += check_forks_get_no_credentials(wf)
+        problems += check_forks_get_no_self_hosted_runner(wf)
     return problems
 
 
@@ -519,7 +543,20 @@ def _mutations() -> list[tuple[str, str, Callable[[dict[Any, Any]], None], str]]
 
     preview, drift = job("preview"), job("drift")
     preview_step = step_of("preview", "preview")
+    plan = job("plan")
     return [
+        (
+            "preview.yml",
+            "the fork's plan job moves to a self-hosted runner",
+            lambda wf: plan(wf).update({"runs-on": ["self-hosted", "linux"]}),
+            "not a GitHub-hosted runner",
+        ),
+        (
+            "preview.yml",
+            "the fork's plan job takes its runner from an expression",
+            lambda wf: plan(wf).update({"runs-on": "${{ vars.RUNNER }}"}),
+            "not a GitHub-hosted runner",
+        ),
         (
             "preview.yml",
             "the fork condition is dropped",
