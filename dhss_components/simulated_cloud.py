@@ -205,7 +205,6 @@ class SimulatedCloud(Mocks):
         """The options of the registration being answered (set by RecordingMonitor)."""
         self._declared: set[tuple[str, str, str]] = set()
         self._generations = itertools.count(1)
-        self._macs = itertools.count(1)
         self._handlers: dict[str, Callable[[MockResourceArgs, str], dict[str, Any]]] = {
             "openstack:networking/network:Network": self._network,
             "openstack:networking/subnet:Subnet": self._subnet,
@@ -264,7 +263,11 @@ class SimulatedCloud(Mocks):
     ) -> SimPort:
         port_id = port_id or self._id("port", network_id, str(len(self.ports)))
         allocated = [(sid, self.subnets[sid].allocate(ip)) for sid, ip in fixed_ips]
-        mac = "fa:16:3e:{:02x}:{:02x}:{:02x}".format(*next(self._macs).to_bytes(3, "big"))
+        # From the port's id, not from a counter: a plan must not change with the order in
+        # which the engine happened to register two ports.
+        mac = "fa:16:3e:" + ":".join(
+            f"{b:02x}" for b in hashlib.sha256(port_id.encode()).digest()[:3]
+        )
         port = SimPort(port_id, network_id, allocated, device_id, device_owner, mac)
         self.ports[port_id] = port
         return port
