@@ -7,6 +7,7 @@ real OpenSSH sshd on a loopback port with a host key of the test's own.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -31,30 +32,51 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def keygen(path: Path) -> str:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+def keygen(path: Path, key_type: str = "ed25519") -> str:
+    subprocess.run(["ssh-keygen", "-q", "-t", key_type, "-N", "", "-f", str(path)], check=True)
     return " ".join(path.with_suffix(".pub").read_text().split()[:2])
 
 
-@pytest.fixture
-def sshd(tmp_path: Path) -> Iterator[tuple[int, str, Path]]:
-    """A real sshd on 127.0.0.1 with a host key of this test; (port, public key, key file)."""
+@contextlib.contextmanager
+def running_sshd(tmp_path: Path, key_types: tuple[str, ...]) -> Iterator[tuple[int, list[str]]]:
+    """A real sshd on 127.0.0.1 with host keys of these types; (port, public keys)."""
     if not Path(SSHD).exists() or shutil.which("ssh-keyscan") is None:
         pytest.skip("openssh-server and openssh-client are needed (run-tests installs them)")
     if os.geteuid() != 0:
         pytest.skip("sshd needs root for its privilege separation (run-tests runs as root)")
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
-    key = tmp_path / "host_ed25519"
-    public = keygen(key)
+    keys = [tmp_path / f"host_{key_type}" for key_type in key_types]
+    publics = [keygen(key, key_type) for key, key_type in zip(keys, key_types, strict=True)]
     port = free_port()
     process = subprocess.Popen(
-        [SSHD, "-D", "-e", "-f", "/dev/null", "-h", str(key), "-p", str(port),
+        [SSHD, "-D", "-e", "-f", "/dev/null", *(f"-h{key}" for key in keys), "-p", str(port),
          "-o", "ListenAddress=127.0.0.1", "-o", f"PidFile={tmp_path / 'pid'}"],
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    yield port, public, key
-    process.terminate()
-    process.wait(timeout=10)
+    try:
+        yield port, publics
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def sshd(tmp_path: Path) -> Iterator[tuple[int, str, Path]]:
+    """A real sshd on 127.0.0.1 with a host key of this test; (port, public key, key file)."""
+    with running_sshd(tmp_path, ("ed25519",)) as (port, publics):
+        yield port, publics[0], tmp_path / "host_ed25519"
+
+
+def run_script(*arguments: str) -> subprocess.CompletedProcess[str]:
+    """ssh_ready.sh with these arguments, fed to bash on stdin as the program's command does."""
+    return subprocess.run(
+        ["bash", "-s", "--", *arguments],
+        input=SCRIPT_PATH.read_text(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def run(host: str, timeout: int, key: str | None, port: int) -> subprocess.CompletedProcess[str]:
@@ -86,6 +108,62 @@ def test_another_key_is_refused_at_once(sshd: tuple[int, str, Path], tmp_path: P
     assert time.monotonic() - started < 30  # not after the whole timeout
 
 
+def test_a_machine_offering_only_other_key_types_is_refused_at_once(tmp_path: Path) -> None:
+    # Another machine on the address whose sshd has no ed25519 key at all: before, only the
+    # pinned key's type was asked for, so it looked silent and was waited on until the timeout.
+    pinned = keygen(tmp_path / "pinned")
+    with running_sshd(tmp_path, ("rsa", "ecdsa")) as (port, offered):
+        started = time.monotonic()
+        result = run("127.0.0.1", 60, pinned, port)
+    assert result.returncode == 1
+    assert "host key mismatch" in result.stderr
+    assert pinned in result.stderr
+    for key in offered:  # both of what it offers are named
+        assert key in result.stderr
+    assert time.monotonic() - started < 30  # not after the whole timeout
+
+
+def test_the_pinned_key_among_other_types_lets_the_commands_through(tmp_path: Path) -> None:
+    # An image that keeps RSA and ECDSA keys beside the pinned one (a key the operator gave):
+    # scanning every type must still find it.
+    with running_sshd(tmp_path, ("rsa", "ecdsa", "ed25519")) as (port, offered):
+        result = run("127.0.0.1", 30, offered[2], port)
+    assert result.returncode == 0, result.stderr
+    assert "answers with the pinned host key" in result.stderr
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "99999", "080", "22x"])
+def test_a_port_outside_1_to_65535_is_a_usage_error(port: str) -> None:
+    result = run_script("--host", "127.0.0.1", "--timeout", "2", "--port", port)
+    assert result.returncode == 2, result.stderr
+    assert f"invalid --port '{port}': a TCP port, 1 to 65535" in result.stderr
+    assert "usage: ssh_ready.sh" in result.stderr
+
+
+def test_port_65535_is_a_port() -> None:
+    result = run_script("--host", "127.0.0.1", "--timeout", "1", "--port", "65535")
+    assert result.returncode == 1  # waited, nobody answered: not a usage error
+    assert "did not answer within 1s" in result.stderr
+
+
+@pytest.mark.parametrize("timeout", ["0", "86401", "1000000", "99999999999999999999", "-5"])
+def test_a_timeout_beyond_a_day_is_a_usage_error(sshd: tuple[int, str, Path], timeout: str) -> None:
+    port, public, _ = sshd  # it would answer at once: only the check can refuse
+    result = run_script(
+        "--host", "127.0.0.1", "--port", str(port), "--timeout", timeout, "--host-key", public
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"invalid --timeout '{timeout}': whole seconds, 1 to 86400 (a day)" in result.stderr
+
+
+def test_a_timeout_of_a_day_is_allowed(sshd: tuple[int, str, Path]) -> None:
+    port, public, _ = sshd
+    result = run_script(
+        "--host", "127.0.0.1", "--port", str(port), "--timeout", "86400", "--host-key", public
+    )
+    assert result.returncode == 0, result.stderr
+
+
 def test_a_silent_host_times_out_with_the_option_named() -> None:
     started = time.monotonic()
     result = run("127.0.0.1", 3, None, free_port())
@@ -95,13 +173,7 @@ def test_a_silent_host_times_out_with_the_option_named() -> None:
 
 
 def test_the_script_refuses_bad_arguments() -> None:
-    result = subprocess.run(
-        ["bash", "-s", "--", "--host", "a;b", "--timeout", "1"],
-        input=SCRIPT_PATH.read_text(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_script("--host", "a;b", "--timeout", "1")
     assert result.returncode == 2
     assert "invalid --host" in result.stderr
 

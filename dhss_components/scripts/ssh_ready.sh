@@ -5,15 +5,26 @@
 #
 # Runs on the machine that runs pulumi, before the share commands dial the instance. It polls
 # sshd every half second (pulumi-command's own redials back off to 5 s, so a booting instance
-# is noticed late), and when a host key is pinned it compares what sshd offers with it: a
-# machine that answers with another key is refused at once, with both keys named, instead of
-# after the commands' minutes of redials. Read-only: it changes nothing anywhere.
+# is noticed late), and when a host key is pinned it compares every key sshd offers, of every
+# type, with it: a machine that answers without the pinned key (another key of the same type,
+# or only keys of other types) is refused at once, with the keys named, instead of after the
+# commands' minutes of redials. Read-only: it changes nothing anywhere.
 #
 # Fed to `bash -s` on stdin (see dhss_components/ssh_ready_script.py): settings and functions
 # only until the last line, `main "$@"`, and stdin is /dev/null for every command it runs.
 set -euo pipefail
 
 readonly POLL_SECONDS=0.5
+readonly MAX_PORT=65535
+# The same bound as the program's max_time_to_build_instance: a day.
+readonly MAX_TIMEOUT_SECONDS=86400
+# ssh-keyscan asks for each key type on a connection of its own, at once, and drops one that
+# is silent for -T seconds. A key exchange can take seconds on a busy instance (3 to 4 on the
+# test guest under emulation; with -T 1 it never got a key), so a poll gives it 5; before a
+# refusal, a second look gives each type 15, so that a slow answer for the pinned key's type
+# alone is not taken for another machine. A closed port is told at once either way.
+readonly SCAN_SECONDS=5
+readonly CONFIRM_SCAN_SECONDS=15
 readonly HOST_PATTERN='^[A-Za-z0-9.:-]+$'
 readonly KEY_PATTERN='^(ssh-[a-z0-9-]+|ecdsa-sha2-nistp[0-9]+|sk-[a-z0-9@.-]+) [A-Za-z0-9+/]+=*$'
 
@@ -51,26 +62,41 @@ parse_args() {
         esac
     done
     [[ $HOST =~ $HOST_PATTERN ]] || usage_error "invalid --host '$HOST'"
-    [[ $PORT =~ ^[1-9][0-9]{0,4}$ ]] || usage_error "invalid --port '$PORT'"
-    [[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || usage_error "invalid --timeout '$TIMEOUT'"
+    if ! [[ $PORT =~ ^[1-9][0-9]{0,4}$ ]] || ((PORT > MAX_PORT)); then
+        usage_error "invalid --port '$PORT': a TCP port, 1 to $MAX_PORT"
+    fi
+    if ! [[ $TIMEOUT =~ ^[1-9][0-9]{0,5}$ ]] || ((TIMEOUT > MAX_TIMEOUT_SECONDS)); then
+        usage_error "invalid --timeout '$TIMEOUT': whole seconds, 1 to $MAX_TIMEOUT_SECONDS (a day)"
+    fi
     if [[ -n $HOST_KEY && ! $HOST_KEY =~ $KEY_PATTERN ]]; then
         usage_error "invalid --host-key: give 'TYPE BASE64', as in a known_hosts line"
     fi
 }
 
-# offered_keys: what sshd offers now, as "TYPE BASE64" lines (none while it does not answer;
-# ssh-keyscan then fails, which is no error here).
+# offered_keys SECONDS: every key sshd offers now, as "TYPE BASE64" lines: no -t, so every
+# type ssh-keyscan knows (rsa, ecdsa, ed25519 and their -sk kinds), not only the pinned key's,
+# or a machine offering only other types would look silent and be waited on until the timeout.
+# None while it does not answer (ssh-keyscan then fails, which is no error here).
 offered_keys() {
-    local type_option=() scanned
-    if [[ -n $HOST_KEY ]]; then
-        type_option=(-t "${HOST_KEY%% *}")
-    fi
-    scanned=$(ssh-keyscan -T 1 -p "$PORT" "${type_option[@]}" -- "$HOST" </dev/null 2>/dev/null) ||
-        return 0
+    local scanned
+    scanned=$(ssh-keyscan -T "$1" -p "$PORT" -- "$HOST" </dev/null 2>/dev/null) || return 0
     while read -r _host type blob _rest; do
         [[ -n ${blob:-} ]] && printf '%s %s\n' "$type" "$blob"
     done <<<"$scanned"
     return 0
+}
+
+# quoted_list LINES: the lines as 'one', 'two'.
+quoted_list() {
+    local lines=() text
+    mapfile -t lines <<<"$1"
+    printf -v text "'%s', " "${lines[@]}"
+    printf '%s' "${text%, }"
+}
+
+# offers_pinned KEYS: whether the pinned key is one of these lines.
+offers_pinned() {
+    grep -qxF -- "$HOST_KEY" <<<"$1"
 }
 
 main() {
@@ -78,20 +104,26 @@ main() {
     command -v ssh-keyscan >/dev/null || die "ssh-keyscan is not installed here: install openssh-client."
     local deadline=$((SECONDS + TIMEOUT)) keys
     while ((SECONDS < deadline)); do
-        keys=$(offered_keys)
+        keys=$(offered_keys "$SCAN_SECONDS")
         if [[ -n $keys ]]; then
             if [[ -z $HOST_KEY ]]; then
                 printf 'ssh_ready %s: sshd answers (host key not verified)\n' "$HOST" >&2
                 return 0
             fi
-            if grep -qxF -- "$HOST_KEY" <<<"$keys"; then
+            if ! offers_pinned "$keys"; then
+                keys=$(offered_keys "$CONFIRM_SCAN_SECONDS")
+            fi
+            if offers_pinned "$keys"; then
                 printf 'ssh_ready %s: sshd answers with the pinned host key\n' "$HOST" >&2
                 return 0
             fi
-            die "host key mismatch: $HOST offers '$(head -n 1 <<<"$keys")', not the pinned" \
-                "'$HOST_KEY'. Nothing was run on it. Another machine may hold the address, or" \
-                "the image did not take the host key at boot (cloud-init): see the README's" \
-                "Safety section."
+            if [[ -n $keys ]]; then
+                die "host key mismatch: $HOST offers $(quoted_list "$keys"), not the pinned" \
+                    "'$HOST_KEY'. Nothing was run on it. Another machine may hold the address," \
+                    "or the image did not take the host key at boot (cloud-init): see the" \
+                    "README's Safety section."
+            fi
+            # Gone quiet between the two looks (a reboot): keep waiting.
         fi
         sleep "$POLL_SECONDS"
     done

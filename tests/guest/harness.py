@@ -11,6 +11,9 @@ as Nova attaches them.
 * :class:`Guest` boots one guest (root disk ``snapshot=on``: the cached image is never
   written), runs commands over ssh and attaches, detaches and grows volumes.
 * :func:`volume_sha256` checksums what a volume holds, to prove a disk was left untouched.
+* :func:`generate_host_key` and :func:`write_nocloud_seed`: the guest gets its SSH host key
+  as the program's instance does, from the program's own user data
+  (``host_keys.cloud_config``), applied by cloud-init from a NoCloud seed disk.
 
 See ``tests/guest/README.md`` for the measured timings and the host packages.
 """
@@ -38,6 +41,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from dhss_components.host_keys import cloud_config
+
 # qemu user-mode networking: every connection from the host reaches the guest from here.
 HOST_ADDRESS_SEEN_BY_GUEST = "10.0.2.2"
 # ... and the guest itself is this address on that network.
@@ -51,6 +56,7 @@ HOST_APT_PACKAGES = (
     "mmdebstrap",
     "openssh-client",
     "e2fsprogs",
+    "genisoimage",
     "smbclient",
     "libnfs-utils",
 )
@@ -62,6 +68,7 @@ HOST_TOOLS = {
     "ssh": "openssh-client",
     "ssh-keygen": "openssh-client",
     "mkfs.ext4": "e2fsprogs",
+    "genisoimage": "genisoimage",
 }
 
 # Bump when build_guest_image changes in a way the recipe text below does not show.
@@ -91,6 +98,9 @@ GUEST_PACKAGES = (
     "initramfs-tools",
     "procps",
     "dbus",
+    # The instance's user data (its pinned SSH host key) is applied by cloud-init, as on a
+    # cloud image booted by Nova; the harness hands it over on a NoCloud seed disk.
+    "cloud-init",
 )
 ROOTFS_SIZE = "3G"
 # TCG's "max" CPU, less three features that only cost time under emulation: ERMS/FSRM make
@@ -173,6 +183,26 @@ sed -i -e 's/^session *optional *pam_motd/# &/' -e 's/^session *optional *pam_ma
 # the boot with work the tests never use (nmbd: NetBIOS names; SMB here is port 445 only).
 for unit in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer \
     e2scrub_reap.service nmbd.service; do
+    ln -sf /dev/null "$root/etc/systemd/system/$unit"
+done
+
+# cloud-init applies the user data the program gives the instance (host_keys.cloud_config).
+# Only what that user data needs is kept, each of cloud-init's Python stages costing seconds
+# of emulated CPU: the NoCloud datasource (the seed disk labelled cidata that the harness
+# attaches, in place of Nova's metadata) and the init stage, whose `ssh` module writes the
+# host keys (cloud-init.service runs before ssh.service). The config and final stages run
+# nothing that user data asks for. Networking stays ifupdown's (above), and no default user
+# is made: the image has `manila`.
+cat > "$root/etc/cloud/cloud.cfg.d/99-manila-dhss-test.cfg" <<'EOF'
+datasource_list: [NoCloud]
+network: {config: disabled}
+users: []
+disable_root: false
+cloud_init_modules: [ssh]
+cloud_config_modules: []
+cloud_final_modules: []
+EOF
+for unit in cloud-config.service cloud-final.service; do
     ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done
 """
@@ -416,6 +446,62 @@ def _build_into(build: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# The host key and the seed that hands it over
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostKey:
+    """An ed25519 SSH host key, in the two attributes pulumi_tls's ``PrivateKey`` gives."""
+
+    private_key_openssh: str = field(repr=False)
+    public_key_openssh: str
+    """"ssh-ed25519 BASE64" and a newline, no comment: as pulumi_tls gives it."""
+
+    @property
+    def public(self) -> str:
+        """ "TYPE BASE64", as ssh-keyscan and a known_hosts file show it."""
+        return self.public_key_openssh.strip()
+
+
+def generate_host_key(path: Path) -> HostKey:
+    """A new host key, as the program makes one (``tls.PrivateKey``, algorithm ED25519).
+
+    ``ssh-keygen -t ed25519`` writes the same OpenSSH private key format; the empty comment
+    matches pulumi_tls's keys, which have none. The files stay at ``path`` and ``path.pub``.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(path)],
+        what="ssh-keygen",
+    )
+    public = " ".join(Path(f"{path}.pub").read_text().split()[:2])
+    return HostKey(private_key_openssh=path.read_text(), public_key_openssh=public + "\n")
+
+
+def write_nocloud_seed(path: Path, user_data: str, *, instance_id: str) -> Path:
+    """A cloud-init NoCloud seed: an iso9660 image labelled ``cidata`` with these files.
+
+    ``user-data`` holds ``user_data`` byte for byte; ``meta-data`` the instance id (a new one
+    makes cloud-init treat the guest as a new instance and run its per-instance modules,
+    ``ssh`` among them) and the hostname. Nova hands a config drive over the same way: a
+    read-only iso9660 CD-ROM.
+    """
+    with tempfile.TemporaryDirectory(prefix="dhss-seed-") as tmp:
+        folder = Path(tmp)
+        (folder / "user-data").write_bytes(user_data.encode())
+        (folder / "meta-data").write_text(
+            f"instance-id: {instance_id}\nlocal-hostname: {GUEST_HOSTNAME}\n"
+        )
+        _run(
+            ["genisoimage", "-quiet", "-output", str(path), "-volid", "cidata",
+             "-joliet", "-rock", str(folder / "user-data"), str(folder / "meta-data")],
+            what="genisoimage (NoCloud seed)",
+        )  # fmt: skip
+    return path
+
+
+# --------------------------------------------------------------------------------------
 # QMP
 # --------------------------------------------------------------------------------------
 
@@ -556,6 +642,8 @@ class Guest:
     nfs_port: int
     process: subprocess.Popen[bytes]
     qmp: QMP
+    host_key: HostKey
+    """The host key the guest got from its seed's user data (the program's cloud-config)."""
     multiplex: bool = True
     _attached: dict[str, _Attachment] = field(default_factory=dict)
     _volumes_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -575,8 +663,15 @@ class Guest:
         memory_mb: int = 1024,
         boot_timeout: float = 600,
         multiplex: bool = True,
+        host_key: HostKey | None = None,
     ) -> Guest:
         """Boot a guest and return once ssh logs in; volumes and logs go in ``workdir``.
+
+        The guest's SSH host key is ``host_key`` (default: a new one, in
+        ``workdir/host_key``), handed over as the program hands it to the service instance:
+        the user data is ``host_keys.cloud_config`` of it, byte for byte, on a NoCloud seed
+        CD-ROM (``workdir/seed.iso``) that cloud-init applies before sshd starts. The harness's
+        own ssh (:meth:`ssh`) does not check host keys; the tests that pin it do.
 
         ``multiplex``: run :meth:`ssh` commands as sessions of one kept ssh connection per
         user (the first login of a user after boot is a full one). Each command is still its
@@ -594,8 +689,19 @@ class Guest:
                 f"cannot boot the guest: {', '.join(missing)} not found; "
                 f"apt-get install {' '.join(sorted(set(missing.values())))}"
             )
+        if host_key is None:
+            (workdir / "host_key").unlink(missing_ok=True)
+            (workdir / "host_key.pub").unlink(missing_ok=True)
+            host_key = generate_host_key(workdir / "host_key")
+        seed = write_nocloud_seed(
+            workdir / "seed.iso",
+            cloud_config(host_key.private_key_openssh, host_key.public_key_openssh),
+            instance_id=f"i-{os.urandom(8).hex()}",
+        )
         for attempt in range(3):
-            guest = cls._start(image, workdir, memory_mb, _free_ports(3))
+            guest = cls._start(
+                image, workdir, memory_mb, _free_ports(3), seed=seed, host_key=host_key
+            )
             if guest is not None:
                 guest.multiplex = multiplex
                 break
@@ -629,6 +735,9 @@ class Guest:
         workdir: Path,
         memory_mb: int,
         ports: list[int],
+        *,
+        seed: Path,
+        host_key: HostKey,
     ) -> Guest | None:
         ssh_port, smb_port, nfs_port = ports
         qmp_path = workdir / "qmp.sock"
@@ -654,6 +763,8 @@ class Guest:
             "-initrd", str(image.initrd),
             "-append", "root=/dev/vda rw console=ttyS0 net.ifnames=0 panic=-1 mitigations=off",
             "-drive", f"file={image.rootfs},format=raw,if=virtio,snapshot=on,readonly=off",
+            # The seed on the board's IDE, not virtio: the volumes keep vdb, vdc...
+            "-drive", f"file={seed},format=raw,if=ide,media=cdrom,readonly=on",
             "-netdev", f"user,id=n0,{forwards}",
             "-device", "virtio-net-pci,netdev=n0",
             "-device", "virtio-rng-pci",
@@ -695,6 +806,7 @@ class Guest:
             nfs_port=nfs_port,
             process=process,
             qmp=qmp,
+            host_key=host_key,
         )
 
     def console_tail(self, lines: int = 40) -> str:
