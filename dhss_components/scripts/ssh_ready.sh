@@ -77,9 +77,16 @@ parse_args() {
 # type ssh-keyscan knows (rsa, ecdsa, ed25519 and their -sk kinds), not only the pinned key's,
 # or a machine offering only other types would look silent and be waited on until the timeout.
 # None while it does not answer (ssh-keyscan then fails, which is no error here).
+# offered_keys SECONDS TYPE: only keys of that type. A scan of every type in one go can come
+# back without some of them from a slow machine, so a mismatch is only called after the pinned
+# type itself was asked for.
 offered_keys() {
-    local scanned
-    scanned=$(ssh-keyscan -T "$1" -p "$PORT" -- "$HOST" </dev/null 2>/dev/null) || return 0
+    local scanned type_option=()
+    if (($# > 1)); then
+        type_option=(-t "$2")
+    fi
+    scanned=$(ssh-keyscan -T "$1" -p "$PORT" "${type_option[@]}" -- "$HOST" </dev/null 2>/dev/null) ||
+        return 0
     while read -r _host type blob _rest; do
         [[ -n ${blob:-} ]] && printf '%s %s\n' "$type" "$blob"
     done <<<"$scanned"
@@ -102,7 +109,7 @@ offers_pinned() {
 main() {
     parse_args "$@"
     command -v ssh-keyscan >/dev/null || die "ssh-keyscan is not installed here: install openssh-client."
-    local deadline=$((SECONDS + TIMEOUT)) keys
+    local deadline=$((SECONDS + TIMEOUT)) keys pinned_type
     while ((SECONDS < deadline)); do
         keys=$(offered_keys "$SCAN_SECONDS")
         if [[ -n $keys ]]; then
@@ -111,7 +118,15 @@ main() {
                 return 0
             fi
             if ! offers_pinned "$keys"; then
-                keys=$(offered_keys "$CONFIRM_SCAN_SECONDS")
+                # Ask for the pinned type alone, with a longer wait, before calling it another
+                # machine; if it has no key of that type, look at every type once more (none
+                # then: it went quiet, a reboot, and is waited for).
+                pinned_type=$(offered_keys "$CONFIRM_SCAN_SECONDS" "${HOST_KEY%% *}")
+                if [[ -n $pinned_type ]]; then
+                    keys=$pinned_type
+                else
+                    keys=$(offered_keys "$CONFIRM_SCAN_SECONDS")
+                fi
             fi
             if offers_pinned "$keys"; then
                 printf 'ssh_ready %s: sshd answers with the pinned host key\n' "$HOST" >&2

@@ -69,6 +69,20 @@ class Netns:
     def json(self, *argv: str) -> Any:
         return json.loads(self.sh(*argv) or "null")
 
+    def add_device(self, name: str, cidr: str) -> None:
+        """A device of the host's own with an address, up (a veth whose peer stays in the
+        namespace: this kernel may lack the dummy module). It returns once the kernel says
+        the carrier is up, so that no later snapshot of the namespace sees it come up."""
+        self.sh("ip", "link", "add", name, "type", "veth", "peer", "name", f"{name}-peer")
+        self.sh("ip", "addr", "add", cidr, "dev", name)
+        self.sh("ip", "link", "set", "dev", f"{name}-peer", "up")
+        self.sh("ip", "link", "set", "dev", name, "up")
+        deadline = time.monotonic() + COMMAND_TIMEOUT
+        while "LOWER_UP" not in (self.link(name) or {}).get("flags", []):
+            if time.monotonic() > deadline:
+                pytest.fail(f"{name} in {self.name}: no carrier after {COMMAND_TIMEOUT} s")
+            time.sleep(0.05)
+
     def link(self, device: str) -> dict[str, Any] | None:
         """`ip -j link show dev DEVICE`, or None if there is no such device."""
         result = subprocess.run(
@@ -131,6 +145,10 @@ def make_netns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[]
         netns = Netns(name)
         netns.state_dir = tmp_path_factory.mktemp(name) / "state"
         netns.env["DHSS_HOST_PORT_STATE_DIR"] = str(netns.state_dir)
+        # The plug is IPv4 only; without IPv6 no duplicate-address detection changes
+        # addresses and routes behind a test's back (a busy host finishes it late).
+        for scope in ("all", "default"):
+            netns.sh("sysctl", "-qw", f"net.ipv6.conf.{scope}.disable_ipv6=1")
         netns.sh("ip", "link", "set", "dev", "lo", "up")
         return netns
 

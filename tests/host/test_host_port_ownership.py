@@ -75,23 +75,11 @@ def unplug(netns: Netns, p: HostPortParams) -> str:
     return result.stderr
 
 
-def add_nic(netns: Netns, name: str, cidr: str) -> None:
-    """A NIC of the host's own (a veth whose peer stays in the namespace, up)."""
-    netns.sh("ip", "link", "add", name, "type", "veth", "peer", "name", f"{name}-wire")
-    netns.sh("ip", "addr", "add", cidr, "dev", name)
-    netns.sh("ip", "link", "set", "dev", f"{name}-wire", "up")
-    netns.sh("ip", "link", "set", "dev", name, "up")
-
-
 @pytest.fixture
 def host(netns: Netns) -> Netns:
     """The manila-share host, with its own routes to the admin subnet."""
-    # The plug is IPv4 only; without IPv6 the namespace has no duplicate-address detection
-    # changing flags behind the test's back.
-    for scope in ("all", "default"):
-        netns.sh("sysctl", "-qw", f"net.ipv6.conf.{scope}.disable_ipv6=1")
-    add_nic(netns, "eth0", f"{HOST_ADDRESS}/24")
-    add_nic(netns, "eth1", "192.0.2.10/24")
+    netns.add_device("eth0", f"{HOST_ADDRESS}/24")
+    netns.add_device("eth1", "192.0.2.10/24")
     netns.sh("ip", "route", "add", "default", "via", "192.0.2.1", "dev", "eth1")
     netns.sh("ip", "route", "add", ADMIN_SUBNET, "via", "192.0.2.1", "dev", "eth1", "metric", "100")
     return netns

@@ -273,14 +273,6 @@ def test_bridge_plugged_port_reaches_a_service_instance(netns, make_netns):
 # --- init_l3's routes (driver-independent; shown with the bridge driver) ----------------
 
 
-def add_other_device(netns: Netns, name: str, cidr: str) -> None:
-    """Another device with an address (a veth: this kernel may lack the dummy module)."""
-    netns.sh("ip", "link", "add", name, "type", "veth", "peer", "name", f"{name}-peer")
-    netns.sh("ip", "addr", "add", cidr, "dev", name)
-    netns.sh("ip", "link", "set", "dev", f"{name}-peer", "up")
-    netns.sh("ip", "link", "set", "dev", name, "up")
-
-
 def route_get(netns: Netns, address: str) -> tuple[str, str]:
     """(device, source address) the kernel picks for traffic to `address`."""
     (route,) = netns.json("ip", "-j", "route", "get", address)
@@ -290,7 +282,7 @@ def route_get(netns: Netns, address: str) -> tuple[str, str]:
 def test_traffic_to_the_subnet_leaves_through_the_port_and_the_other_route_stays(netns):
     # What Manila's pullup_route is for (an older device on the same subnet must not take
     # the traffic), without moving that device's route.
-    add_other_device(netns, "old0", "10.254.0.3/28")
+    netns.add_device("old0", "10.254.0.3/28")
     theirs = netns.routes("10.254.0.0/28")
 
     plug(netns, params("bridge"))
