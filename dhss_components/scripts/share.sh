@@ -81,7 +81,7 @@ die() {
 }
 
 usage() {
-    cat >&2 <<'EOF'
+    cat >&2 <<EOF
 usage: share.sh ensure --name NAME --volume-id ID --protocol nfs|cifs --size-gib N
                        [--mount-root DIR] [--fstype ext4|ext3] [--device-timeout SECONDS]
                        [--client rw|ro:ADDRESS]...
@@ -98,8 +98,8 @@ check:  change nothing; compare this server with what ensure would make of it: t
         and the volume at --size-gib, the export (NFS: the share's exports file, what mountd
         serves in /var/lib/nfs/etab, nfs-kernel-server running; CIFS: the Samba registry
         share, every parameter ensure sets and no other, smbd running), every client at its
-        level and no other, and room left: 95% or more of the blocks or of the inodes used
-        is reported. Prints "drift NAME ASPECT: WHAT" per difference, or "ok NAME".
+        level and no other, and room left: ${FULL_PERCENT}% or more of the blocks or of the
+        inodes used is reported. Prints "drift NAME ASPECT: WHAT" per difference, or "ok NAME".
         Exit status 0 as declared, 3 drift, 1 it cannot tell (the volume is not attached, a
         command failed: the reason is on stderr).
 delete: refuse while anything uses the share; else unexport, drop the fstab line, unmount.
