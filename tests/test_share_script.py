@@ -17,6 +17,7 @@ from dhss_components.share_script import (
     SCRIPT_PATH,
     AccessClient,
     ShareScriptParams,
+    render_check_command,
     render_delete_command,
     render_ensure_command,
 )
@@ -78,6 +79,23 @@ def test_ensure_command_arguments() -> None:
         "--client", "ro:10.0.1.7",
         "--client", "ro:*",
     ]  # fmt: skip
+
+
+def test_check_command_is_ensure_with_another_action() -> None:
+    ensure = first_line_arguments(render_ensure_command(PARAMS, VOLUME_ID))
+    check = first_line_arguments(render_check_command(PARAMS, VOLUME_ID))
+    at = ensure.index("ensure")
+    assert check == [*ensure[:at], "check", *ensure[at + 1 :]]
+    assert render_check_command(PARAMS, VOLUME_ID).endswith(
+        render_ensure_command(PARAMS, VOLUME_ID).split("\n", 1)[1]
+    )
+
+
+def test_check_help_says_its_threshold_and_exit_statuses() -> None:
+    result = run_script("check", "--help")
+    assert result.returncode == 0
+    assert "room left: 95% or more of the blocks or of the\n        inodes used" in result.stderr
+    assert "Exit status 0 as declared, 3 drift, 1 it cannot tell" in result.stderr
 
 
 def test_cifs_clients_are_written_as_samba_takes_them() -> None:
@@ -194,6 +212,13 @@ def run_script(*arguments: str) -> subprocess.CompletedProcess[str]:
         (("ensure", "--name", "p"), "--volume-id is required"),
         (("ensure", "--name", "p", "--volume-id", "v", "--size-gib", "1"), "--protocol is"),
         (("ensure", "--name", "p", "--volume-id", "v", "--protocol", "nfs"), "--size-gib is"),
+        (("check", "--name", "p"), "--volume-id is required"),
+        (("check", "--name", "p", "--volume-id", "v", "--protocol", "nfs"), "--size-gib is"),
+        (
+            ("check", "--name", "p", "--volume-id", "v", "--protocol", "nfs", "--size-gib", "1",
+             "--client", "rw:10.0.0.1;reboot"),
+            "invalid --client",
+        ),
         (("delete",), "--name is required"),
         (("delete", "--name", "p", "--force"), "unknown argument '--force'"),
         (("delete", "--name"), "option --name needs a value"),

@@ -47,6 +47,12 @@ readonly ETAB=/var/lib/nfs/etab # what exportfs last gave mountd, i.e. what NFS 
 readonly EXPORTS_ENTRY='^([^[:space:]]+)[[:space:]]+([^[:space:](]+)\((r[wo])[,)]'
 readonly MIB=1048576
 readonly GIB=1073741824
+# An /etc/fstab entry (not a comment); BASH_REMATCH[1] is its mount point.
+readonly FSTAB_ENTRY='^[[:space:]]*[^#[:space:]][^[:space:]]*[[:space:]]+([^[:space:]]+)'
+# check: a share's filesystem this full (blocks or inodes, in percent) is reported as drift.
+readonly FULL_PERCENT=95
+# check: how long it waits for an ensure or delete of the same share to finish.
+readonly CHECK_LOCK_TIMEOUT=120
 
 ACTION=""
 NAME=""
@@ -75,16 +81,27 @@ die() {
 }
 
 usage() {
-    cat >&2 <<'EOF'
+    cat >&2 <<EOF
 usage: share.sh ensure --name NAME --volume-id ID --protocol nfs|cifs --size-gib N
                        [--mount-root DIR] [--fstype ext4|ext3] [--device-timeout SECONDS]
                        [--client rw|ro:ADDRESS]...
+       share.sh check  (ensure's arguments)
        share.sh delete --name NAME [--protocol nfs|cifs] [--mount-root DIR]
 
 ensure: cut the access that the clients no longer have, find the volume by its serial, make a
         filesystem only if the volume is provably blank, mount it on MOUNT_ROOT/NAME (and in
         /etc/fstab), export it to exactly the given clients (NFS: Manila's client forms; CIFS:
         addresses), then grow the filesystem to the volume.
+check:  change nothing; compare this server with what ensure would make of it: the volume
+        attached (its by-id link, no waiting), its filesystem, mounted on MOUNT_ROOT/NAME from
+        that volume and read-write, its /etc/fstab line, the filesystem grown to the volume
+        and the volume at --size-gib, the export (NFS: the share's exports file, what mountd
+        serves in /var/lib/nfs/etab, nfs-kernel-server running; CIFS: the Samba registry
+        share, every parameter ensure sets and no other, smbd running), every client at its
+        level and no other, and room left: ${FULL_PERCENT}% or more of the blocks or of the
+        inodes used is reported. Prints "drift NAME ASPECT: WHAT" per difference, or "ok NAME".
+        Exit status 0 as declared, 3 drift, 1 it cannot tell (the volume is not attached, a
+        command failed: the reason is on stderr).
 delete: refuse while anything uses the share; else unexport, drop the fstab line, unmount.
         The data on the volume is left as it is.
 EOF
@@ -98,6 +115,12 @@ usage_error() {
 
 on_error() {
     local status=$1 line=$2 command=$3
+    if [[ $ACTION == check ]]; then
+        # check's statuses mean something (3 is drift): whatever fails, it could not tell.
+        log "ERROR: cannot check: '$command' failed with exit status $status (share.sh line" \
+            "$line); nothing was changed."
+        exit 1
+    fi
     log "ERROR: '$command' failed with exit status $status (share.sh line $line);" \
         "see the messages above. Every step is safe to re-run once the cause is fixed."
 }
@@ -124,10 +147,11 @@ checkpoint() {
 parse_args() {
     ACTION=${1-}
     case $ACTION in
-        ensure | delete) shift ;;
+        ensure | check | delete) shift ;;
         -h | --help) usage; exit 0 ;;
-        "") usage_error "missing action: the first argument must be 'ensure' or 'delete'" ;;
-        *) usage_error "unknown action '$ACTION': the first argument must be 'ensure' or 'delete'" ;;
+        "") usage_error "missing action: the first argument must be 'ensure', 'check' or 'delete'" ;;
+        *) usage_error "unknown action '$ACTION': the first argument must be 'ensure', 'check'" \
+            "or 'delete'" ;;
     esac
     while (($#)); do
         case $1 in
@@ -164,7 +188,7 @@ validate_args() {
     if [[ -n $PROTOCOL && $PROTOCOL != nfs && $PROTOCOL != cifs ]]; then
         usage_error "invalid --protocol '$PROTOCOL': use nfs or cifs"
     fi
-    [[ $ACTION == ensure ]] || return 0
+    [[ $ACTION == ensure || $ACTION == check ]] || return 0
 
     [[ -n $VOLUME_ID ]] || usage_error "--volume-id is required"
     [[ $VOLUME_ID =~ $VOLUME_ID_PATTERN ]] ||
@@ -235,6 +259,25 @@ with_lock() {
     exec {fd}>&-
 }
 
+# with_read_lock NAME COMMAND...: run COMMAND holding a shared flock on RUN_DIR/NAME.lock, if
+# that file exists, so that it waits for an ensure or delete under way instead of reading a
+# half-done step. It creates neither the directory nor the file (check changes nothing; after
+# a reboot, before any ensure, there is none and nothing to wait for).
+with_read_lock() {
+    local file=$RUN_DIR/$1.lock fd
+    shift
+    if [[ -e $RUN_DIR || -L $RUN_DIR ]]; then
+        own_directory "$RUN_DIR" # (only inspects a directory that exists)
+    fi
+    if [[ -f $file ]]; then
+        exec {fd}<"$file"
+        flock -s -w "$CHECK_LOCK_TIMEOUT" "$fd" ||
+            die "cannot check: waited ${CHECK_LOCK_TIMEOUT}s for $file: an ensure or delete of" \
+                "this share holds it. Find it with 'fuser -v $file' and check again when it is done."
+    fi
+    "$@"
+}
+
 # new_temp_file TARGET: a temporary file next to TARGET (same filesystem, so mv is atomic), in
 # TEMP; removed at exit if still there.
 new_temp_file() {
@@ -268,9 +311,24 @@ write_file() {
 
 # --- block device -------------------------------------------------------------------------
 
+# volume_link: the volume's udev link, by its virtio serial (the volume id cut to 20
+# characters, as Nova passes it), in VOLUME_LINK.
+volume_link() {
+    VOLUME_LINK=/dev/disk/by-id/virtio-${VOLUME_ID:0:20}
+}
+
+# use_device: DEVICE is the volume's link, which exists: sets KERNEL_NAME and DEVICE_NUMBER.
+use_device() {
+    DEVICE=$VOLUME_LINK
+    KERNEL_NAME=$(readlink -f -- "$DEVICE")
+    KERNEL_NAME=${KERNEL_NAME##*/}
+    read -r DEVICE_NUMBER </sys/class/block/"$KERNEL_NAME"/dev
+}
+
 find_device() {
-    local by_id=/dev/disk/by-id/virtio-${VOLUME_ID:0:20}
-    local deadline=$((SECONDS + DEVICE_TIMEOUT)) remaining
+    local by_id deadline=$((SECONDS + DEVICE_TIMEOUT)) remaining
+    volume_link
+    by_id=$VOLUME_LINK
     while [[ ! -b $by_id ]]; do
         remaining=$((deadline - SECONDS))
         if ((remaining <= 0)); then
@@ -282,10 +340,7 @@ find_device() {
         udevadm settle --timeout="$((remaining < 5 ? remaining : 5))" </dev/null || true
         [[ -b $by_id ]] || sleep 1
     done
-    DEVICE=$by_id
-    KERNEL_NAME=$(readlink -f -- "$DEVICE")
-    KERNEL_NAME=${KERNEL_NAME##*/}
-    read -r DEVICE_NUMBER </sys/class/block/"$KERNEL_NAME"/dev
+    use_device
     log "found volume $VOLUME_ID at $DEVICE (now $KERNEL_NAME, $DEVICE_NUMBER)"
 }
 
@@ -753,7 +808,6 @@ ensure_mounted() {
 # Sets FSTAB_CHANGED.
 set_fstab_entry() {
     local path=$1 line=$2 entry current="" wanted="" placed=0
-    local entry_pattern='^[[:space:]]*[^#[:space:]][^[:space:]]*[[:space:]]+([^[:space:]]+)'
     local -a entries=()
     FSTAB_CHANGED=0
     if [[ -f /etc/fstab ]]; then
@@ -761,7 +815,7 @@ set_fstab_entry() {
     fi
     for entry in ${entries[@]+"${entries[@]}"}; do
         current+=$entry$'\n'
-        if [[ $entry =~ $entry_pattern && ${BASH_REMATCH[1]} == "$path" ]]; then
+        if [[ $entry =~ $FSTAB_ENTRY && ${BASH_REMATCH[1]} == "$path" ]]; then
             if ((!placed)) && [[ -n $line ]]; then
                 wanted+=$line$'\n'
             fi
@@ -778,9 +832,15 @@ set_fstab_entry() {
     FSTAB_CHANGED=1
 }
 
+# fstab_line: the share's /etc/fstab entry (FS_UUID on MOUNT_PATH), in FSTAB_LINE. nofail: a
+# volume missing at boot must not stop the server from booting.
+fstab_line() {
+    FSTAB_LINE="UUID=$FS_UUID $MOUNT_PATH $FSTYPE defaults,nofail 0 2"
+}
+
 ensure_fstab() {
-    with_lock fstab set_fstab_entry "$MOUNT_PATH" \
-        "UUID=$FS_UUID $MOUNT_PATH $FSTYPE defaults,nofail 0 2"
+    fstab_line
+    with_lock fstab set_fstab_entry "$MOUNT_PATH" "$FSTAB_LINE"
     # (No systemctl daemon-reload: systemd reads /etc/fstab at boot, which is when this line
     # matters, and a reload costs seconds on a busy service instance.)
     if ((FSTAB_CHANGED)); then
@@ -809,20 +869,38 @@ remove_mount_point() {
     fi
 }
 
-grow_filesystem() {
-    local size block_count=0 block_size=0 key value
-    wait_for_volume_size
-    size=$DEVICE_SIZE
+# filesystem_size: the block size and count of the filesystem on DEVICE, from its superblock
+# (dumpe2fs -h reads it, changes nothing), in BLOCK_SIZE and BLOCK_COUNT.
+filesystem_size() {
+    local key value
+    BLOCK_SIZE=0 BLOCK_COUNT=0
     while IFS=':' read -r key value; do
         case $key in
-            'Block count') block_count=${value// /} ;;
-            'Block size') block_size=${value// /} ;;
+            'Block count') BLOCK_COUNT=${value// /} ;;
+            'Block size') BLOCK_SIZE=${value// /} ;;
         esac
     done < <(dumpe2fs -h "$DEVICE" </dev/null 2>/dev/null)
-    ((block_size > 0 && block_count > 0)) ||
+    ((BLOCK_SIZE > 0 && BLOCK_COUNT > 0)) ||
         die "could not read the size of the filesystem on $DEVICE (dumpe2fs -h $DEVICE)."
-    if ((size / block_size > block_count)); then
-        log "growing the filesystem on $MOUNT_PATH online from $((block_count * block_size))" \
+}
+
+# filesystem_fills_volume SIZE: sets FILLS to 0 if the filesystem (filesystem_size) has room
+# to grow by a block on a volume of SIZE bytes, which is when ensure grows it; else 1.
+filesystem_fills_volume() {
+    FILLS=1
+    if (($1 / BLOCK_SIZE > BLOCK_COUNT)); then
+        FILLS=0
+    fi
+}
+
+grow_filesystem() {
+    local size
+    wait_for_volume_size
+    size=$DEVICE_SIZE
+    filesystem_size
+    filesystem_fills_volume "$size"
+    if ((!FILLS)); then
+        log "growing the filesystem on $MOUNT_PATH online from $((BLOCK_COUNT * BLOCK_SIZE))" \
             "to $size bytes"
         resize2fs "$DEVICE" </dev/null >&2
         log "filesystem grown to $size bytes"
@@ -1030,17 +1108,23 @@ withdraw_nfs() {
     fi
 }
 
-export_nfs_locked() {
+# wanted_exports_text: the share's exports file as the rules make it, in EXPORTS_TEXT, with
+# WANTED and WANTED_ORDER set (wanted_nfs_clients; the caller declares them local).
+wanted_exports_text() {
     local address
     local -a lines=()
-    local -A WANTED=()
-    local -a WANTED_ORDER=()
     wanted_nfs_clients
     for address in ${WANTED_ORDER[@]+"${WANTED_ORDER[@]}"}; do
         exports_line "$address" "${WANTED[$address]}"
         lines+=("$EXPORTS_LINE")
     done
     exports_file_text ${lines[@]+"${lines[@]}"}
+}
+
+export_nfs_locked() {
+    local -A WANTED=()
+    local -a WANTED_ORDER=()
+    wanted_exports_text
     set_exports_file "$EXPORTS_TEXT"
     if ((EXPORTS_CHANGED)); then
         log "wrote $EXPORTS_DIR/$NAME.exports"
@@ -1232,11 +1316,17 @@ export_cifs_locked() {
     fi
 }
 
+# wanted_cifs_section: the share's Samba section as the rules make it, in WANTED_SECTION.
+wanted_cifs_section() {
+    WANTED_SECTION=$(cifs_share_section "$(cifs_read_only)" "$(cifs_addresses)")
+}
+
 export_cifs() {
     local read_only
     command -v net >/dev/null || die "net (samba-common-bin) is not installed on this server."
     read_only=$(cifs_read_only)
-    with_lock samba export_cifs_locked "$(cifs_share_section "$read_only" "$(cifs_addresses)")"
+    wanted_cifs_section
+    with_lock samba export_cifs_locked "$WANTED_SECTION"
     if ((SECTION_CHANGED)); then
         log "samba: wrote share $NAME for $MOUNT_PATH"
         checkpoint rules-written
@@ -1282,6 +1372,266 @@ withdraw_share() {
         withdraw_cifs
     fi
     drop_fstab_entry
+}
+
+# --- check: the share against what ensure would make of it, changing nothing -------------
+#
+# Every expected value comes from the functions ensure uses (volume_link, fstab_line,
+# filesystem_fills_volume, wanted_exports_text, wanted_nfs_clients, wanted_cifs_section), so
+# check and ensure cannot disagree on what a share should look like. Only reads: blkid -p,
+# dumpe2fs -h, /proc/self/mountinfo, /etc/fstab, the exports file, mountd's table, net conf
+# showshare, systemctl is-active, df.
+
+# drift ASPECT WHAT: one difference between this server and the share as declared.
+drift() {
+    local aspect=$1
+    shift
+    DRIFTS+=("drift $NAME $aspect: $*")
+}
+
+check_device() {
+    volume_link
+    [[ -b $VOLUME_LINK ]] ||
+        die "cannot check: volume $VOLUME_ID is not attached to this server: there is no" \
+            "$VOLUME_LINK. Check that Cinder shows the volume attached to this server" \
+            "(openstack server volume list) and 'ls -l /dev/disk/by-id' here. Nothing was changed."
+    use_device
+}
+
+# check_filesystem: the volume holds a filesystem of FSTYPE; sets FS_UUID (empty if not).
+check_filesystem() {
+    FS_UUID=""
+    probe_device
+    case $PROBE_STATUS in
+        0) ;;
+        2)
+            drift filesystem "volume $VOLUME_ID ($DEVICE) holds no filesystem that blkid can" \
+                "read (blank, or a read error): ensure would make one only on a blank volume"
+            return 0
+            ;;
+        *) die "cannot check: blkid -p $DEVICE exit status $PROBE_STATUS: $PROBE_SUMMARY" ;;
+    esac
+    if [[ -n $PROBE_PTTYPE || $PROBE_TYPE != "$FSTYPE" ]]; then
+        drift filesystem "volume $VOLUME_ID ($DEVICE) holds ${PROBE_SUMMARY:-nothing known}," \
+            "not an $FSTYPE filesystem"
+        return 0
+    fi
+    FS_UUID=$PROBE_UUID
+}
+
+# check_mount: the volume is mounted on MOUNT_PATH, read-write. Sets MOUNTED_FROM_DEVICE.
+check_mount() {
+    local _id _parent _number _root target options rest mount_options="" super_options=""
+    MOUNTED_FROM_DEVICE=0
+    mount_state
+    if [[ -z $MOUNTED_NUMBER ]]; then
+        drift mount "$MOUNT_PATH is not mounted (ensure mounts $DEVICE there)"
+        return 0
+    fi
+    if [[ $MOUNTED_NUMBER != "$DEVICE_NUMBER" ]]; then
+        drift mount "$MOUNT_PATH is a mount of device $MOUNTED_NUMBER, not of volume" \
+            "$VOLUME_ID ($DEVICE, $DEVICE_NUMBER)"
+        return 0
+    fi
+    MOUNTED_FROM_DEVICE=1
+    # The last mount on the path is the one in use: its own options (field 6) and its
+    # superblock's (the last field); either can be ro (an ext4 error remounts it ro).
+    while read -r _id _parent _number _root target options rest; do
+        if [[ $target == "$MOUNT_PATH" ]]; then
+            mount_options=$options
+            super_options=${rest##* }
+        fi
+    done </proc/self/mountinfo
+    if [[ ,$mount_options, == *,ro,* || ,$super_options, == *,ro,* ]]; then
+        drift mount "$MOUNT_PATH is mounted read-only (mount options $mount_options," \
+            "filesystem $super_options; an ext4 error remounts it so: see dmesg)"
+    fi
+}
+
+check_fstab() {
+    local entry
+    local -a found=()
+    [[ -n $FS_UUID ]] || return 0 # (no filesystem: reported, and no line to expect)
+    fstab_line
+    if [[ -f /etc/fstab ]]; then
+        while IFS= read -r entry; do
+            if [[ $entry =~ $FSTAB_ENTRY && ${BASH_REMATCH[1]} == "$MOUNT_PATH" ]]; then
+                found+=("$entry")
+            fi
+        done </etc/fstab
+    fi
+    if ((${#found[@]} == 0)); then
+        drift fstab "/etc/fstab has no line for $MOUNT_PATH, so it is not mounted at boot" \
+            "(ensure writes '$FSTAB_LINE')"
+    elif ((${#found[@]} > 1)) || [[ ${found[0]} != "$FSTAB_LINE" ]]; then
+        drift fstab "/etc/fstab has '$(printf '%s' "${found[0]}"; printf "' and '%s" \
+            "${found[@]:1}")' for $MOUNT_PATH; ensure writes '$FSTAB_LINE'"
+    fi
+}
+
+check_size() {
+    local wanted=$((SIZE_GIB * GIB))
+    device_size
+    if ((DEVICE_SIZE < wanted)); then
+        drift size "volume $VOLUME_ID is $DEVICE_SIZE bytes here, less than the declared" \
+            "${SIZE_GIB} GiB ($wanted bytes): the extend has not reached this server"
+    fi
+    [[ -n $FS_UUID ]] || return 0
+    filesystem_size
+    filesystem_fills_volume "$DEVICE_SIZE"
+    ((FILLS)) ||
+        drift size "the filesystem is $((BLOCK_COUNT * BLOCK_SIZE)) bytes on a volume of" \
+            "$DEVICE_SIZE bytes: not grown (ensure grows it online)"
+}
+
+# lines_difference WANTED CURRENT: what CURRENT lacks and has besides, line by line, in
+# DIFFERENCE (empty if the same lines).
+lines_difference() {
+    local missing extra
+    missing=$(comm -23 <(sort <<<"$1") <(sort <<<"$2") | sed "/^$/d; s/.*/'&'/" | paste -sd ',' -)
+    extra=$(comm -13 <(sort <<<"$1") <(sort <<<"$2") | sed "/^$/d; s/.*/'&'/" | paste -sd ',' -)
+    DIFFERENCE="${missing:+it lacks ${missing//\',\'/\', \'}}${missing:+${extra:+; }}"
+    DIFFERENCE+="${extra:+it has ${extra//\',\'/\', \'} besides}"
+}
+
+check_nfs() {
+    local file=$EXPORTS_DIR/$NAME.exports current="" address level
+    local -A WANTED=() SERVED=()
+    local -a WANTED_ORDER=()
+    command -v exportfs >/dev/null ||
+        die "cannot check: exportfs is not installed on this server: install nfs-kernel-server."
+    wanted_exports_text
+    if [[ ! -f $file ]]; then
+        drift exports-file "$file is missing (ensure writes it)"
+    else
+        IFS= read -r -d '' current <"$file" || true
+        if [[ $current != "$EXPORTS_TEXT" ]]; then
+            lines_difference "$EXPORTS_TEXT" "$current"
+            drift exports-file "$file is not what ensure writes: ${DIFFERENCE:-the same lines," \
+                "in another order or spacing}"
+        fi
+    fi
+    # What NFS really serves: mountd's table, which exportfs writes (-r, -u, -o alike).
+    nfs_clients_of "$ETAB"
+    while read -r address level; do
+        [[ -z $address ]] || SERVED[$address]=$level
+    done <<<"$NFS_CLIENTS"
+    if ((${#WANTED[@]})) && ((${#SERVED[@]} == 0)); then
+        drift export "$MOUNT_PATH is not exported over NFS ($ETAB has no entry for it)"
+    else
+        for address in ${WANTED_ORDER[@]+"${WANTED_ORDER[@]}"}; do
+            level=${SERVED[$address]-}
+            if [[ -z $level ]]; then
+                drift client "$address is declared ${WANTED[$address]} but not exported to"
+            elif [[ $level != "${WANTED[$address]}" ]]; then
+                drift client "$address is exported $level, declared ${WANTED[$address]}"
+            fi
+        done
+    fi
+    for address in "${!SERVED[@]}"; do
+        if [[ -z ${WANTED[$address]+set} ]]; then
+            drift client "$address is exported ${SERVED[$address]} but has no access rule"
+        fi
+    done
+    systemctl is-active --quiet nfs-kernel-server </dev/null ||
+        drift nfs-server "nfs-kernel-server is not running: NFS serves nothing"
+}
+
+# cifs_hosts_difference WANTED CURRENT: the clients' drift between two "hosts allow" values.
+cifs_hosts_difference() {
+    local host wanted=" ${1//,/ } " current=" ${2//,/ } " declared
+    declared=" $(cifs_addresses) "
+    for host in ${1//,/ }; do
+        [[ $current != *" $host "* ]] || continue
+        if [[ $declared == *" $host "* ]]; then
+            drift client "$host is declared but not in the Samba share's hosts allow"
+        else
+            drift client "hosts allow lacks $host (ensure sets it)"
+        fi
+    done
+    for host in ${2//,/ }; do
+        if [[ $wanted != *" $host "* ]]; then
+            drift client "$host is in the Samba share's hosts allow but has no access rule"
+        fi
+    done
+}
+
+check_cifs() {
+    local line param value current known="|"
+    command -v net >/dev/null ||
+        die "cannot check: net (samba-common-bin) is not installed on this server."
+    wanted_cifs_section
+    cifs_current_section
+    if [[ -z $CURRENT_SECTION ]]; then
+        drift samba "the Samba registry has no share $NAME (net conf showshare $NAME):" \
+            "$MOUNT_PATH is not exported over CIFS"
+    else
+        while IFS= read -r line; do
+            [[ $line == $'\t'*' = '* ]] || continue
+            param=${line#$'\t'}
+            value=${param#* = }
+            param=${param%% = *}
+            known+="$param|"
+            current=$(cifs_parameter "$CURRENT_SECTION" "$param")
+            [[ $current != "$value" ]] || continue
+            case $param in
+                'hosts allow') cifs_hosts_difference "$value" "$current" ;;
+                'read only')
+                    drift client "the Samba share has read only = ${current:-(unset)}, but its" \
+                        "clients are declared $([[ $value == yes ]] && echo ro || echo rw)" ;;
+                *)
+                    drift samba "$param is '${current:-(unset)}' in the Samba share; ensure" \
+                        "sets '$value'" ;;
+            esac
+        done <<<"$WANTED_SECTION"
+        while IFS= read -r line; do
+            [[ $line == $'\t'*' = '* ]] || continue
+            param=${line#$'\t'}
+            param=${param%% = *}
+            if [[ $known != *"|$param|"* ]]; then
+                drift samba "the Samba share has '${line#$'\t'}', which ensure does not set"
+            fi
+        done <<<"$CURRENT_SECTION"
+    fi
+    systemctl is-active --quiet smbd </dev/null ||
+        drift smbd "smbd is not running: CIFS serves nothing"
+}
+
+check_space() {
+    local report used available size inodes_used inodes_free
+    report=$(df --output=pcent,avail,size,ipcent,iavail -B1M -- "$MOUNT_PATH" </dev/null 2>&1) ||
+        die "cannot check: df $MOUNT_PATH failed: ${report//$'\n'/; }"
+    read -r used available size inodes_used inodes_free <<<"${report##*$'\n'}"
+    used=${used%\%} inodes_used=${inodes_used%\%}
+    if [[ $used =~ ^[0-9]+$ ]] && ((used >= FULL_PERCENT)); then
+        drift space "$MOUNT_PATH is $used% full ($available MiB free of $size MiB; reported" \
+            "from $FULL_PERCENT%): writes fail when it is full; grow the share (its size)"
+    fi
+    if [[ $inodes_free == 0 ]] ||
+        { [[ $inodes_used =~ ^[0-9]+$ ]] && ((inodes_used >= FULL_PERCENT)); }; then
+        drift inodes "$MOUNT_PATH has used $inodes_used% of its inodes ($inodes_free free;" \
+            "reported from $FULL_PERCENT%): no new file can be made when none is free"
+    fi
+}
+
+check_share() {
+    DRIFTS=()
+    log "check: volume $VOLUME_ID, ${PROTOCOL^^}, ${SIZE_GIB} GiB, $FSTYPE on $MOUNT_PATH" \
+        "(changes nothing)"
+    check_device
+    check_filesystem
+    check_mount
+    check_fstab
+    check_size
+    "check_$PROTOCOL"
+    if ((MOUNTED_FROM_DEVICE)); then
+        check_space
+    fi
+    if ((${#DRIFTS[@]})); then
+        printf '%s\n' "${DRIFTS[@]}"
+        exit 3
+    fi
+    printf 'ok %s\n' "$NAME"
 }
 
 # --- actions ------------------------------------------------------------------------------
@@ -1335,6 +1685,10 @@ main() {
     trap cleanup EXIT
     cd / # hold no directory that an unmount needs
     parse_args "$@"
+    if [[ $ACTION == check ]]; then
+        with_read_lock "share-$NAME" check_share
+        return 0
+    fi
     own_directory "$RUN_DIR"
     with_lock "share-$NAME" "${ACTION}_share"
 }

@@ -29,6 +29,7 @@ from tests.guest.test_share_helpers import (
     ShareState,
     assert_host_refused_by_the_rules,
     assert_host_served,
+    assert_nfs_refused,
     by_id,
     ensure_command,
     nfs_list,
@@ -442,7 +443,7 @@ def test_a_volume_detached_under_its_export_is_withdrawn_then_served_again(
         assert state.mounted.startswith("other "), state  # the mount of a device that is gone
         assert (state.fstab, state.exported, state.samba) == ([], [], {}), state
         assert state.exports_file is None, state
-    assert nfs_list(guest, "/shares/detached-nfs").returncode != 0
+    assert_nfs_refused(nfs_list(guest, "/shares/detached-nfs"), "/shares/detached-nfs")
     gone, _ = smb_read(guest, "detached-cifs", "data.bin")
     assert "NT_STATUS_BAD_NETWORK_NAME" in gone.stdout + gone.stderr, output(gone)
 

@@ -267,6 +267,33 @@ def smb_read(guest: Guest, share: str, name: str) -> tuple[subprocess.CompletedP
         return result, local.read_text() if local.exists() else ""
 
 
+# --- what a refused client sees -----------------------------------------------------------
+
+
+def assert_nfs_refused(result: subprocess.CompletedProcess[str], path: str, when: str = "") -> None:
+    """libnfs was turned away by the export rules, not by anything else (a timeout, a crash).
+
+    NFSv4's pseudo-root hides an export from a client that no rule admits, so the mount of the
+    path fails: libnfs says NFS4ERR_NOENT for it, or, when no export at all is open to the
+    client, ends its mount callback with no error text.
+    """
+    assert result.returncode != 0, f"{when}: {output(result)}"
+    refusals = (f"(path {path}) failed with NFS4ERR_NOENT", "mount_cb: (null)")
+    assert any(r in result.stderr for r in refusals), f"{when}: {output(result)}"
+
+
+def assert_nfs_read_only(result: subprocess.CompletedProcess[str], when: str = "") -> None:
+    """An NFS write failed because the export is read-only for this client (NFS4ERR_ROFS)."""
+    assert result.returncode != 0, f"{when}: {output(result)}"
+    assert "ROFS" in result.stderr or "Read-only" in result.stderr, f"{when}: {output(result)}"
+
+
+def assert_smb_refused(result: subprocess.CompletedProcess[str], when: str = "") -> None:
+    """Samba turned smbclient away: "hosts allow", "read only" or the root preexec said no."""
+    assert result.returncode != 0, f"{when}: {output(result)}"
+    assert "NT_STATUS_ACCESS_DENIED" in result.stdout + result.stderr, f"{when}: {output(result)}"
+
+
 # --- what the guest shows -----------------------------------------------------------------
 
 
@@ -483,25 +510,19 @@ def assert_host_refused_by_the_rules(
     """The host's client is turned away from the share, and by its access rules.
 
     The share's volume is mounted and served (to other clients, or to none), no rule admits
-    the host, and the client's error is the one those rules give: NFSv4's pseudo-root hides an
-    export from a client that no rule admits, so the mount fails (libnfs says NFS4ERR_NOENT for
-    the path, or, when no export at all is open to the client, gives no error text); Samba's
-    "hosts allow" answers NT_STATUS_ACCESS_DENIED.
+    the host, and the client's error is the one those rules give (assert_nfs_refused,
+    assert_smb_refused).
     """
     path = f"{params.mount_root}/{params.name}"
     assert state.mounted == "volume", f"{when}: {state}"
     if params.protocol == "NFS":
         assert not [e for e in state.exported if e.startswith(f"{HOST} ")], f"{when}: {state}"
-        result = nfs_list(guest, path)
-        assert result.returncode != 0, f"{when}: {output(result)}"
-        refusals = (f"(path {path}) failed with NFS4ERR_NOENT", "mount_cb: (null)")
-        assert any(r in result.stderr for r in refusals), f"{when}: {output(result)}"
+        assert_nfs_refused(nfs_list(guest, path), path, when)
     else:
         assert state.samba, f"{when}: no Samba share: {state}"
         assert HOST not in state.samba["hosts allow"].split(), f"{when}: {state}"
         result, _ = smb_read(guest, params.name, DATA_FILE)
-        refusal = "NT_STATUS_ACCESS_DENIED"
-        assert refusal in result.stdout + result.stderr, f"{when}: {output(result)}"
+        assert_smb_refused(result, when)
 
 
 def assert_host_served(guest: Guest, params: GuestShare, sha256: str, when: str) -> None:

@@ -19,6 +19,8 @@ from tests.guest.harness import Guest, volume_sha256
 from tests.guest.test_share_helpers import (
     HOST,
     Shares,
+    assert_nfs_refused,
+    assert_smb_refused,
     by_id,
     delete_command,
     ensure_command,
@@ -154,8 +156,9 @@ def test_an_unmounted_volume_is_never_served_from_the_root_disk(
     # The volumes go away under the shares (a detach behind our back, a reboot without them).
     root(guest, "umount /shares/gone-nfs /shares/gone-cifs")
 
-    assert nfs_write(guest, "/shares/gone-nfs/lost.txt", "x").returncode != 0
-    assert smb_write(guest, "gone-cifs", "lost.txt", "x").returncode != 0
+    # Refused by the exports' mp and Samba's root preexec (not mounted), not by anything else.
+    assert_nfs_refused(nfs_write(guest, "/shares/gone-nfs/lost.txt", "x"), "/shares/gone-nfs")
+    assert_smb_refused(smb_write(guest, "gone-cifs", "lost.txt", "x"))
     assert root(guest, "ls -A /shares/gone-nfs /shares/gone-cifs").stdout.split() == [
         "/shares/gone-cifs:",
         "/shares/gone-nfs:",
@@ -328,7 +331,7 @@ def test_a_foreign_filesystem_at_the_share_path_is_never_served(
         state = share_state(guest, share)
         assert state.mounted.startswith("other "), state
         assert (state.exported, state.fstab, state.exports_file) == ([], [], None), state
-        assert nfs_list(guest, "/shares/swapped").returncode != 0
+        assert_nfs_refused(nfs_list(guest, "/shares/swapped"), "/shares/swapped")
         # A delete leaves it mounted: unmounting a tmpfs would lose what it holds.
         root(guest, "echo kept > /shares/swapped/note")
         deleted = shares.delete(share)
