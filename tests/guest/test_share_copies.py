@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -159,3 +160,43 @@ def test_two_copies_of_one_snapshot_made_at_once_get_two_uuids(
         assert "new UUID" not in again.stderr, again.stderr
         assert share_state(guest, copy) == state
     assert source_uuid  # (read before the source left)
+
+
+# The README's consistent snapshot, on the service instance: a timer armed before the freeze
+# thaws the share whatever happens to the operator's shell; the trap thaws it at once.
+README_FREEZE = (
+    "sudo -n systemd-run --quiet --collect --on-active={seconds} --unit={unit}"
+    " /sbin/fsfreeze --unfreeze {path} && sudo -n fsfreeze --freeze {path}"
+)
+README_THAW = "sudo -n fsfreeze --unfreeze {path}; sudo -n systemctl stop {unit}.timer"
+
+
+def test_a_frozen_share_holds_writes_and_always_thaws(guest: Guest, shares: Shares) -> None:
+    share = shares.params("frozen", shares.volume(), "NFS", ())
+    shares.ensure(share)
+    path, unit = "/shares/frozen", "thaw-frozen"
+    write = f"echo written > {path}/during.txt"
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            # Nobody thaws it: the timer does.
+            guest.ssh(README_FREEZE.format(seconds=40, unit=unit, path=path), check=True)
+            frozen_at = time.monotonic()
+            held = pool.submit(root, guest, write, check=False)
+            time.sleep(15)
+            assert not held.done(), "a write went through on a frozen share"
+            result = held.result(timeout=300)
+            assert result.returncode == 0, result.stderr
+            assert time.monotonic() - frozen_at > 30  # released by the timer, not before
+            assert root(guest, f"cat {path}/during.txt").stdout == "written\n"
+
+            # The trap's thaw, long before the timer: the write goes through, the timer goes.
+            guest.ssh(README_FREEZE.format(seconds=600, unit=unit, path=path), check=True)
+            held = pool.submit(root, guest, f"{write}-again", check=False)
+            time.sleep(10)
+            assert not held.done(), "a write went through on a frozen share"
+            guest.ssh(README_THAW.format(unit=unit, path=path), check=True)
+            assert held.result(timeout=120).returncode == 0
+            timer = guest.ssh(f"systemctl is-active {unit}.timer").stdout.strip()
+            assert timer != "active", timer
+    finally:
+        guest.ssh(README_THAW.format(unit=unit, path=path))  # (a no-op when thawed)
