@@ -520,7 +520,8 @@ ensure_own_uuid() {
     # (tune2fs replays the journal first when a snapshot of a mounted filesystem needs it.)
     tune2fs ${seed_option[@]+"${seed_option[@]}"} -U "$new" "$DEVICE" </dev/null >&2 ||
         die "tune2fs could not give the filesystem on $DEVICE a new UUID; see its message" \
-            "above. The data was not changed. Check it with 'e2fsck -fn $DEVICE' and run again."
+            "above. It is not mounted, exported or in /etc/fstab, and its files were not" \
+            "touched. Check it with 'e2fsck -fn $DEVICE' and run again."
     probe_device
     [[ $PROBE_STATUS == 0 && $PROBE_UUID == "$new" ]] ||
         die "after tune2fs, $DEVICE reads as UUID '${PROBE_UUID:-none}' ($PROBE_SUMMARY), not" \
