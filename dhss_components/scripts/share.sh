@@ -502,6 +502,90 @@ make_filesystem() {
     checkpoint formatted
 }
 
+# --- a filesystem copied from another volume ----------------------------------------------
+# A volume made from a Cinder snapshot (or copied from another volume) holds its source's
+# filesystem, UUID included. fstab names filesystems by UUID, so two filesystems with one UUID
+# on this server would let boot mount either one on either path. Manila's generic driver gives
+# every filesystem a new random UUID at every mount (e2fsck -y -f, then tune2fs -U random);
+# here the UUID is the one in the share's fstab line, so it changes only when it is not this
+# share's own yet and something else on the server already carries it.
+
+# uuid_users UUID: sets UUID_USERS to what else on this server carries filesystem UUID: every
+# other block device whose filesystem has it (read from the device itself, blkid -p, not from
+# a cache that may be stale), and every fstab line that mounts it on another path (its device
+# may be gone, or not attached yet). UUID_UNREADABLE lists the devices that could not be read.
+uuid_users() {
+    local uuid=$1 class number size found entry
+    local pattern='^[[:space:]]*UUID="?([^"[:space:]]+)"?[[:space:]]+([^[:space:]]+)'
+    UUID_USERS=() UUID_UNREADABLE=()
+    for class in /sys/class/block/*; do
+        read -r number <"$class/dev" || continue
+        [[ $number != "$DEVICE_NUMBER" ]] || continue
+        read -r size <"$class/size" || continue
+        ((size > 0)) || continue # an empty loop device, a drive without a disc
+        found=""
+        if ! found=$(blkid -p -s UUID -o value "/dev/block/$number" </dev/null 2>/dev/null); then
+            # 2: nothing found, which is also what a read error gives; nothing to compare.
+            UUID_UNREADABLE+=("${class##*/}")
+            continue
+        fi
+        if [[ $found == "$uuid" ]]; then
+            UUID_USERS+=("device ${class##*/} ($number)")
+        fi
+    done
+    if [[ -f /etc/fstab ]]; then
+        while IFS= read -r entry; do
+            if [[ $entry =~ $pattern && ${BASH_REMATCH[1]} == "$uuid" &&
+                ${BASH_REMATCH[2]} != "$MOUNT_PATH" ]]; then
+                UUID_USERS+=("the /etc/fstab line for ${BASH_REMATCH[2]}")
+            fi
+        done </etc/fstab
+    fi
+}
+
+# ensure_own_uuid: give the share's filesystem a new UUID if, and only if, it is not mounted on
+# MOUNT_PATH yet (once it is, it is this share's, and its fstab line names its UUID) and
+# something else on this server carries the same UUID. (A share that is not mounted has no
+# fstab line by now: ensure_share withdrew it.) Runs under the filesystem-uuids lock, so that
+# two shares made at once from one snapshot look at each other one after the other.
+ensure_own_uuid() {
+    local new users features seed_option=()
+    ((!ALREADY_MOUNTED)) || return 0
+    uuid_users "$FS_UUID"
+    if ((${#UUID_UNREADABLE[@]})); then
+        log "note: could not read the filesystem UUID on ${UUID_UNREADABLE[*]} (blank or" \
+            "unreadable) while looking for other filesystems with UUID $FS_UUID"
+    fi
+    ((${#UUID_USERS[@]})) || return 0
+    new=$(</proc/sys/kernel/random/uuid)
+    users=$(printf '%s; ' "${UUID_USERS[@]}")
+    log "the filesystem on volume $VOLUME_ID has UUID $FS_UUID, and so has: ${users%; } (the" \
+        "volume is a copy of another, from a snapshot?): giving it the new UUID $new, so that" \
+        "each UUID in /etc/fstab names one filesystem"
+    features=$(dumpe2fs -h "$DEVICE" </dev/null 2>/dev/null | sed -n 's/^Filesystem features://p')
+    if [[ " $features " == *" metadata_csum "* && " $features " != *" metadata_csum_seed "* ]]
+    then
+        # With metadata_csum, every metadata checksum is seeded with the UUID: changing it
+        # would rewrite them all (tune2fs then first insists on e2fsck -f), and a run cut short
+        # half-way would leave a filesystem of bad checksums. metadata_csum_seed keeps the old
+        # seed in the superblock, so the change is one superblock write (ext4(5); Linux 4.4,
+        # e2fsprogs 1.43 and later read it).
+        seed_option=(-O metadata_csum_seed)
+    fi
+    # (tune2fs replays the journal first when a snapshot of a mounted filesystem needs it.)
+    tune2fs ${seed_option[@]+"${seed_option[@]}"} -U "$new" "$DEVICE" </dev/null >&2 ||
+        die "tune2fs could not give the filesystem on $DEVICE a new UUID; see its message" \
+            "above. It is not mounted, exported or in /etc/fstab, and its files were not" \
+            "touched. Check it with 'e2fsck -fn $DEVICE' and run again."
+    probe_device
+    [[ $PROBE_STATUS == 0 && $PROBE_UUID == "$new" ]] ||
+        die "after tune2fs, $DEVICE reads as UUID '${PROBE_UUID:-none}' ($PROBE_SUMMARY), not" \
+            "$new. Check it with 'e2fsck -fn $DEVICE' and run again."
+    FS_UUID=$new
+    log "the filesystem on volume $VOLUME_ID now has UUID $FS_UUID (its data unchanged)"
+    checkpoint new-uuid
+}
+
 # --- mounts and what holds them -----------------------------------------------------------
 
 # mount_points_of DEVICE_NUMBER: sets MOUNT_POINTS to every place where that major:minor is
@@ -1657,6 +1741,7 @@ ensure_share() {
 ensure_filesystem_and_mount() {
     check_mount_point
     ensure_filesystem
+    with_lock filesystem-uuids ensure_own_uuid
     ensure_mounted
 }
 

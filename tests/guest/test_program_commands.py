@@ -15,7 +15,7 @@ from tests.guest.harness import HOST_ADDRESS_SEEN_BY_GUEST, Guest
 from tests.stack_run import base_config, run_stack, write_key_pair
 
 
-def _declared_commands() -> dict[str, dict[str, str]]:
+def declared_commands() -> dict[str, dict[str, str]]:
     """Per share: volume id, create, update and delete, exactly as the program declares them."""
     config = base_config(write_key_pair(Path(tempfile.mkdtemp())))
     config["shares"] = [
@@ -43,7 +43,7 @@ def _declared_commands() -> dict[str, dict[str, str]]:
 
 
 def test_the_declared_commands_export_and_unexport_on_the_guest(guest: Guest) -> None:
-    commands = _declared_commands()
+    commands = declared_commands()
     for name, command in commands.items():
         assert command["create"] == command["update"]
         guest.attach_volume(command["volume_id"], "1G")

@@ -166,6 +166,8 @@ UPDATE = ["access-cut", "rules-written", "exported"]  # rules changed and volume
 DELETE = ["rules-removed", "unexported", "out-of-fstab", "unmounted"]
 # ensure on a share whose volume was detached under it
 WITHDRAW = ["rules-removed", "unexported", "out-of-fstab", "unmounted"]
+# ensure of a share whose volume is a copy of another share's on the same server
+COPY = ["new-uuid"]
 
 
 _SUDO_BASH = "sudo -n bash -s --"
@@ -383,6 +385,12 @@ def look(guest: Guest, mount_root: str = "/shares") -> GuestView:
 
 def fs_uuid(guest: Guest, volume_id: str) -> str:
     return root(guest, f"blkid -p -s UUID -o value {by_id(volume_id)}").stdout.strip()
+
+
+def fs_created(guest: Guest, volume_id: str) -> str:
+    """When the volume's filesystem was made (mkfs), from its superblock: a format changes it."""
+    text = root(guest, f"dumpe2fs -h {by_id(volume_id)} 2>/dev/null").stdout
+    return next(line for line in text.splitlines() if line.startswith("Filesystem created:"))
 
 
 def read_on_volume(image: Path, file: str) -> str:

@@ -19,6 +19,7 @@ import pytest
 
 from tests.guest.harness import Guest
 from tests.guest.test_share_helpers import (
+    COPY,
     CREATE,
     DELETE,
     HOST,
@@ -38,7 +39,7 @@ PROTOCOLS = ["NFS", "CIFS"]
 
 
 def test_every_boundary_of_the_script_is_killed_in_some_test() -> None:
-    assert checkpoints() == {*CREATE, *UPDATE, *DELETE, *WITHDRAW}
+    assert checkpoints() == {*CREATE, *UPDATE, *DELETE, *WITHDRAW, *COPY}
 
 
 def _served(state: ShareState, protocol: str) -> bool:
