@@ -50,6 +50,32 @@ class SubnetRequest:
     """The tenant's own dhss:shareNetwork.service_subnet_cidr, if the file sets one."""
     subnet_name: str = ""
     """Manila's name for the tenant's service subnet (it carries the tenant subnet's id)."""
+    in_cloud: bool = True
+    """``network_id`` is a Neutron network (``service_network_id``), read by the survey.
+    False: it is a host's pool (``host_pool``): the service networks that stacks without a
+    ``service_network_id`` each make, whose subnets one host plugs; no network to read, and a
+    tenant's subnet is known from its stack's state."""
+
+    @property
+    def pool_name(self) -> str:
+        if self.in_cloud:
+            return f"service network {self.network_id}"
+        return f"the service networks plugged on host {self.network_id.removeprefix(HOST_POOL)}"
+
+
+HOST_POOL = "service_network_host:"
+
+
+def host_pool(host: str) -> str:
+    """The ledger's key for the blocks of the service networks plugged on one host.
+
+    Manila has one service network per host (``service_network_name``, whose single host port
+    ``manila-share`` takes an address in every service subnet), so its service subnets never
+    overlap. A stack without ``service_network_id`` makes a network of its own, and its host
+    port is plugged on ``service_network_host`` like every other tenant's there: two of them
+    on one block would give the host two interfaces on one range. So one pool per host, whatever
+    each tenant's ``service_network_cidr`` (two pools may overlap)."""
+    return HOST_POOL + host
 
 
 @dataclass(frozen=True)
@@ -90,21 +116,34 @@ def _held_overlap(cidr: str, held: Sequence[HeldSubnet]) -> HeldSubnet | None:
     return next((h for h in held if network.overlaps(ipaddress.ip_network(h.cidr))), None)
 
 
+def _near(cidr: str, nearby: Sequence[str]) -> str | None:
+    network = ipaddress.ip_network(cidr)
+    for other in nearby:
+        near = ipaddress.ip_network(other)
+        if isinstance(near, ipaddress.IPv4Network) and network.overlaps(near):
+            return other
+    return None
+
+
 def allocate_service_subnets(
     requests: Iterable[SubnetRequest],
     ledger: Ledger,
     remembered: Mapping[str, str] | None = None,
     held: Mapping[str, Sequence[HeldSubnet]] | None = None,
+    nearby: Mapping[str, Sequence[str]] | None = None,
 ) -> Allocation:
     """Give every request a block; raise AllocationError naming the tenants in conflict.
 
-    ``remembered`` holds CIDRs learnt elsewhere for tenants the ledger does not know (the
-    service subnet in the state of a stack made before the ledger knew it);
-    they count as given. ``held`` is what each service network holds in the cloud, by
-    network id.
+    ``remembered`` holds CIDRs learnt from the stacks' state: for a tenant the ledger does not
+    know, they count as given; for a host's pool (no network to read), the tenant's subnet
+    exists, so its block never moves. ``held`` is what each service network holds in the
+    cloud, by network id. ``nearby`` is, by tenant, what its own stack's discovery refuses
+    besides the service network (``discovery.service_subnet_neighbours``: its tenant and admin
+    subnets, every subnet on its router): never given to that tenant.
     """
     remembered = remembered or {}
     held = held or {}
+    nearby = nearby or {}
     by_network: dict[str, list[SubnetRequest]] = {}
     for request in requests:
         by_network.setdefault(request.network_id, []).append(request)
@@ -123,6 +162,12 @@ def allocate_service_subnets(
             if r.subnet_name and h.name == r.subnet_name
         }
         others = [h for h in in_cloud if h not in own.values()]
+        for request in group:
+            if not request.in_cloud and request.tenant in remembered:
+                # Its stack's state has its subnet (in a network of its own): it exists.
+                own[request.tenant] = HeldSubnet(
+                    "", request.subnet_name, remembered[request.tenant]
+                )
         for request in group:
             if request.tenant not in taken and request.tenant in remembered:
                 taken[request.tenant] = remembered[request.tenant]
@@ -143,8 +188,22 @@ def allocate_service_subnets(
                     Problem(
                         where,
                         f"{request.pinned} overlaps {taken[other]}, the service subnet of "
-                        f"tenant {other} on service network {network_id}; pick a free block "
+                        f"tenant {other} on {request.pool_name}; pick a free block "
                         "or remove the key to let the fleet choose",
+                    )
+                )
+            near = (
+                None
+                if request.tenant in own
+                else _near(str(request.pinned), nearby.get(request.tenant, ()))
+            )
+            if near is not None:
+                problems.append(
+                    Problem(
+                        where,
+                        f"{request.pinned} overlaps {near}, a subnet of the tenant's own (its "
+                        "tenant or admin subnet, or one on its router), which its stack refuses; "
+                        "pick another block or remove the key to let the fleet choose",
                     )
                 )
             holder = None if request.tenant in own else _held_overlap(str(request.pinned), others)
@@ -162,9 +221,14 @@ def allocate_service_subnets(
             given = taken.get(request.tenant)
             if given is None or request.pinned is not None or request.tenant in own:
                 continue
-            if _held_overlap(given, others) is not None:
-                # Given, never made, and taken meanwhile by a subnet made elsewhere: Neutron
-                # would refuse it. The tenant has no subnet yet, so nothing moves.
+            if (
+                _held_overlap(given, others) is not None
+                or _near(given, nearby.get(request.tenant, ())) is not None
+            ):
+                # Given, never made, and taken meanwhile by a subnet made elsewhere (Neutron
+                # would refuse it), or on a block its own stack refuses (its router or its
+                # tenant or admin subnet holds it). The tenant has no subnet yet, so nothing
+                # moves.
                 del taken[request.tenant]
         blocked = [ipaddress.ip_network(h.cidr) for h in others]
         for request in sorted(group, key=lambda r: r.tenant):
@@ -174,7 +238,11 @@ def allocate_service_subnets(
                 cidr = choose_service_subnet_cidr(
                     request.pool,
                     request.mask,
-                    [*(ipaddress.ip_network(c) for c in taken.values()), *blocked],
+                    [
+                        *(ipaddress.ip_network(c) for c in taken.values()),
+                        *blocked,
+                        *(ipaddress.ip_network(c) for c in nearby.get(request.tenant, ())),
+                    ],
                 )
             except NoFreeServiceSubnet as exc:
                 problems.append(Problem(f"tenants[{request.tenant}]", str(exc)))
