@@ -29,7 +29,7 @@ import yaml
 
 from dhss_components.blueprint import share_script_params
 from dhss_components.config import StackSpec, parse_stack_config
-from dhss_components.fleet.openssh import OpenSsh, SshTarget
+from dhss_components.fleet.openssh import OpenSsh, SshTarget, SshUnavailable
 from dhss_components.fleet.results import EXIT_FAILED
 from dhss_components.fleet.verify import (
     EXIT_DRIFT,
@@ -446,3 +446,23 @@ def test_a_tenant_never_built_is_not_reported_as_declared(bed: Bed, check: list[
     assert run.code == EXIT_DRIFT, run.stdout + run.stderr
     assert {row[2] for row in run.rows().values()} == {"drift"}
     assert "its stack does not exist: run up" in run.stdout
+
+
+@pytest.mark.parametrize(
+    ("host", "user"),
+    [
+        ("127.0.0.1", "-oProxyCommand=touch"),  # would be an option
+        ("127.0.0.1", "ubuntu\n  ProxyCommand touch"),  # would be a line of its own
+        ("127.0.0.1", "a%h"),  # would expand a token
+        ("-oProxyCommand=touch", "root"),
+        ("10.0.0.5 # comment", "root"),
+    ],
+)
+def test_a_value_that_would_change_the_ssh_clients_config_is_never_written(
+    host: str, user: str
+) -> None:
+    target = SshTarget(host=host, user=user, host_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA")
+
+    refused = pytest.raises(SshUnavailable, match="cannot be given to the OpenSSH client")
+    with refused, OpenSsh(target) as ssh:
+        ssh.run("true")
