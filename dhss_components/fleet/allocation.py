@@ -15,12 +15,17 @@ stacks made elsewhere, another fleet's tenants. The rules:
 - a tenant that pins its own CIDR in the tenants file gets exactly that one;
 - a removed tenant keeps its block reserved until its stack is destroyed (its subnet may
   still exist);
-- new tenants, in name order, get the first block that overlaps nothing already given and
-  nothing the network holds, by the same rule a single stack uses
-  (``choose_service_subnet_cidr``);
+- new tenants, in name order, get the first block that overlaps nothing already given,
+  nothing the network holds, and nothing the tenant's own stack refuses besides (its tenant
+  and admin subnets, every subnet on its router: ``nearby``, read by discovery's own lookups),
+  by the same rule a single stack uses (``choose_service_subnet_cidr``);
 - a block given but never made (the tenant's first ``up`` has not made its subnet), which a
-  subnet made meanwhile by someone else now overlaps, is given again: Neutron would refuse
-  it. A tenant that has its subnet never moves.
+  subnet made meanwhile by someone else, or one of the tenant's own, now overlaps, is given
+  again: Neutron or the tenant's discovery would refuse it. A tenant that has its subnet never
+  moves.
+
+A pool is a service network given by id, or, for stacks that make service networks of their
+own, the host their host ports are plugged on (``host_pool``).
 """
 
 from __future__ import annotations
