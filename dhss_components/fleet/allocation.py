@@ -55,6 +55,9 @@ class SubnetRequest:
     """The tenant's own dhss:shareNetwork.service_subnet_cidr, if the file sets one."""
     subnet_name: str = ""
     """Manila's name for the tenant's service subnet (it carries the tenant subnet's id)."""
+    host: str | None = None
+    """service_network_host, when the tenant's host port is plugged there (OVS, bridge): one
+    host's interfaces must never share a range, whichever pools their subnets come from."""
     in_cloud: bool = True
     """``network_id`` is a Neutron network (``service_network_id``), read by the survey.
     False: it is a host's pool (``host_pool``): the service networks that stacks without a
@@ -157,6 +160,21 @@ def allocate_service_subnets(
     new: set[str] = set()
     result: dict[str, dict[str, str]] = {net: dict(given) for net, given in ledger.items()}
     problems: list[Problem] = []
+    host_of = {r.tenant: r.host for r in by_network_requests(by_network) if r.host is not None}
+
+    def on_same_host(request: SubnetRequest, network_id: str) -> list[ipaddress.IPv4Network]:
+        """Blocks of other pools plugged on the request's host (their ledger's, and any given
+        on this run), which its block must not overlap either."""
+        if request.host is None:
+            return []
+        return [
+            ipaddress.IPv4Network(cidr)
+            for other, given in result.items()
+            if other != network_id
+            for tenant, cidr in given.items()
+            if host_of.get(tenant) == request.host
+        ]
+
     for network_id, group in sorted(by_network.items()):
         taken = result.setdefault(network_id, {})
         in_cloud = held.get(network_id, ())
@@ -247,6 +265,7 @@ def allocate_service_subnets(
                         *(ipaddress.ip_network(c) for c in taken.values()),
                         *blocked,
                         *(ipaddress.ip_network(c) for c in nearby.get(request.tenant, ())),
+                        *on_same_host(request, network_id),
                     ],
                 )
             except NoFreeServiceSubnet as exc:
@@ -264,6 +283,12 @@ def allocate_service_subnets(
         ledger={net: dict(sorted(given.items())) for net, given in sorted(result.items()) if given},
         new=frozenset(new),
     )
+
+
+def by_network_requests(
+    by_network: Mapping[str, Sequence[SubnetRequest]],
+) -> list[SubnetRequest]:
+    return [r for group in by_network.values() for r in group]
 
 
 def release(ledger: Ledger, tenant: str) -> Ledger:

@@ -65,6 +65,7 @@ def subnet_request(tenant: Tenant) -> SubnetRequest | None:
         mask=backend.service_network_division_mask,
         pinned=tenant.spec.share_network.service_subnet_cidr,
         subnet_name=service_subnet_name(tenant.spec.share_network.neutron_subnet_id),
+        host=backend.service_network_host if backend.driver.plugs_host_port else None,
         in_cloud=in_cloud,
     )
 

@@ -486,3 +486,15 @@ def test_a_tenant_on_a_host_whose_subnet_exists_keeps_it_whatever_the_ledger_say
     )
 
     assert allocation.cidrs == {"a": "10.254.0.48/28", "b": "10.254.0.0/28"}
+
+
+def test_pools_plugged_on_one_host_never_overlap_each_other() -> None:
+    # b's service network is given by id, a's is its own: both host ports are on devstack.
+    a = replace(on_host("a"), host="devstack")
+    b = replace(named("b"), host="devstack")
+    elsewhere = replace(named("c"), host="another-host")
+
+    allocation = allocate_service_subnets([a, b, elsewhere], {})
+
+    assert pairwise_disjoint([allocation.cidrs["a"], allocation.cidrs["b"]])
+    assert allocation.cidrs["c"] == "10.254.0.16/28"  # beside b on the network, not a's host
