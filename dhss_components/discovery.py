@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import pulumi
@@ -19,7 +20,7 @@ from pulumi.runtime.settings import _get_rpc_manager
 from .cloud_facts import CloudFacts
 from .config import NAMESPACE, StackSpec
 from .naming import service_subnet_name
-from .service_subnet import NoFreeServiceSubnet, choose_service_subnet_cidr
+from .service_subnet import Network, NoFreeServiceSubnet, choose_service_subnet_cidr
 
 T = TypeVar("T")
 _B = f"{NAMESPACE}:backend"
@@ -110,7 +111,7 @@ def _router_for_subnet(net_id: str, subnet_id: str, gateway_ip: str | None) -> s
     )
 
 
-def _router_subnets(router_id: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+def _router_subnets(router_id: str) -> list[Network]:
     """The CIDRs of the subnets on the router's interfaces.
 
     Neutron refuses a router interface whose subnet overlaps one of them (its gateway port's
@@ -139,9 +140,7 @@ def _router_subnets(router_id: str) -> list[ipaddress.IPv4Network | ipaddress.IP
     return cidrs
 
 
-def _subnet_holding(
-    where: str, find: str, network_id: str, address: str
-) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+def _subnet_holding(where: str, find: str, network_id: str, address: str) -> Network:
     # A subnet joined by its id puts its gateway address on the router's port: one lookup.
     by_gateway = _lookup(
         where,
@@ -220,16 +219,12 @@ def _subnet(where: str, what: str, subnet_id: str) -> openstack.networking.GetSu
     )
 
 
-def _service_subnet_cidr(
-    spec: StackSpec, router_id: str | None, nic_cidrs: dict[str, ipaddress.IPv4Network]
-) -> ipaddress.IPv4Network | None:
-    """``nic_cidrs``: the subnets of the instance's other NICs (tenant, admin), by what they
-    are; the service subnet must stay clear of them, or the instance would have two routes to
-    one range (and the SSH rule for the host port would admit that range's machines)."""
+def _service_subnet_cidr(spec: StackSpec, side: TenantSide) -> ipaddress.IPv4Network | None:
     backend, share_network = spec.backend, spec.share_network
     if not backend.network_mode.service_subnet:
         return None
-    taken: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = list(nic_cidrs.values())
+    nic_cidrs, router_id = side.nic_cidrs, side.router_id
+    taken: list[Network] = list(nic_cidrs.values())
     network_id = backend.service_network_id
     if network_id is not None:
         where = f"{_B}.service_network_id"
@@ -297,7 +292,7 @@ def _service_subnet_cidr(
                 for i in subnet_ids
             ]
     # A new subnet must also stay clear of every subnet already on the tenant's router.
-    router_cidrs = _router_subnets(router_id) if router_id else []
+    router_cidrs = side.router_cidrs()
     pinned = share_network.service_subnet_cidr
     if pinned is not None:
         for what, cidr in nic_cidrs.items():
@@ -325,7 +320,30 @@ def _service_subnet_cidr(
         raise DiscoveryError(f"{_B}.service_network_cidr: {exc}") from None
 
 
-def discover(spec: StackSpec) -> CloudFacts:
+@dataclass(frozen=True)
+class TenantSide:
+    """The tenant's side of a share server, as discovery reads it: its subnet, the router the
+    subnet's gateway leads to (router modes), the admin subnet (when set).
+
+    The service subnet must stay clear of ``nic_cidrs`` (the instance would have two routes to
+    one range, and the SSH rule for the host port would admit that range's machines) and of
+    ``router_cidrs()`` (Neutron refuses a router interface whose subnet overlaps another on the
+    router). With the service network's own subnets, that is every block the stack refuses;
+    the fleet's survey reads the same two, per tenant, so its allocator refuses them too
+    (``service_subnet_neighbours``)."""
+
+    tenant_subnet_cidr: ipaddress.IPv4Network
+    router_id: str | None
+    admin_subnet_cidr: ipaddress.IPv4Network | None
+    nic_cidrs: dict[str, ipaddress.IPv4Network]
+    """The subnets of the instance's other NICs (tenant, admin), by what they are."""
+
+    def router_cidrs(self) -> list[Network]:
+        """The subnets on the router's interfaces (lookups: read only when needed)."""
+        return _router_subnets(self.router_id) if self.router_id else []
+
+
+def read_tenant_side(spec: StackSpec) -> TenantSide:
     backend, share_network = spec.backend, spec.share_network
     mode = backend.network_mode
     where = f"{_N}.neutron_subnet_id"
@@ -362,6 +380,19 @@ def discover(spec: StackSpec) -> CloudFacts:
     nic_cidrs = {f"tenant subnet {share_network.neutron_subnet_id}": tenant_cidr}
     if admin_subnet_cidr is not None:
         nic_cidrs[f"admin subnet {backend.admin_subnet_id}"] = admin_subnet_cidr
+    return TenantSide(tenant_cidr, router_id, admin_subnet_cidr, nic_cidrs)
+
+
+def service_subnet_neighbours(spec: StackSpec) -> tuple[Network, ...]:
+    """Every block the tenant's service subnet must not overlap besides the service network's
+    own subnets: the rule of ``_service_subnet_cidr``, for the fleet's survey."""
+    side = read_tenant_side(spec)
+    return (*side.nic_cidrs.values(), *side.router_cidrs())
+
+
+def discover(spec: StackSpec) -> CloudFacts:
+    backend = spec.backend
+    side = read_tenant_side(spec)
     _flavor(backend.service_instance_flavor_id)
     for key in ("backend_availability_zone", "storage_availability_zone"):
         zone = getattr(backend, key)
@@ -369,9 +400,9 @@ def discover(spec: StackSpec) -> CloudFacts:
             _availability_zone(key, zone)
             break  # the one the blueprint uses
     return CloudFacts(
-        tenant_subnet_cidr=tenant_cidr,
-        router_id=router_id,
+        tenant_subnet_cidr=side.tenant_subnet_cidr,
+        router_id=side.router_id,
         image_id=_service_image(backend.service_image_name),
-        service_subnet_cidr=_service_subnet_cidr(spec, router_id, nic_cidrs),
-        admin_subnet_cidr=admin_subnet_cidr,
+        service_subnet_cidr=_service_subnet_cidr(spec, side),
+        admin_subnet_cidr=side.admin_subnet_cidr,
     )

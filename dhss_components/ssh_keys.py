@@ -89,7 +89,9 @@ def read_public_key(path: str) -> tuple[PublicKey | None, str | None]:
         text = Path(os.path.expanduser(path)).read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         return None, f"{path}: no such file; create a key pair (ssh-keygen) or fix the path"
-    except (PermissionError, IsADirectoryError, UnicodeDecodeError, OSError) as exc:
+    except UnicodeDecodeError:
+        return None, f"{path}: not UTF-8 text; point it at the .pub file"
+    except (PermissionError, IsADirectoryError, OSError) as exc:
         return None, f"{path}: cannot be read ({exc.__class__.__name__}); fix its permissions"
     key, problem = parse_public_key(text)
     return key, (f"{path} {problem}; point it at the .pub file" if problem else None)
@@ -135,7 +137,13 @@ def read_private_key(path: str, public: PublicKey | None) -> tuple[str | None, s
         text = Path(os.path.expanduser(path)).read_text(encoding="utf-8")
     except FileNotFoundError:
         return None, f"{path}: no such file; fix the path to the private half of the key pair"
-    except (PermissionError, IsADirectoryError, UnicodeDecodeError, OSError) as exc:
+    except UnicodeDecodeError:
+        # Never the bytes, nor where they are: they would be a private key's.
+        return None, (
+            f"{path}: not UTF-8 text (its bytes are not shown: they are a secret's); point it at "
+            "the private key file (PEM or OpenSSH, which are ASCII)"
+        )
+    except (PermissionError, IsADirectoryError, OSError) as exc:
         return None, f"{path}: cannot be read ({exc.__class__.__name__}); fix its permissions"
     match = _PEM.search(text)
     if match is None:

@@ -15,12 +15,17 @@ stacks made elsewhere, another fleet's tenants. The rules:
 - a tenant that pins its own CIDR in the tenants file gets exactly that one;
 - a removed tenant keeps its block reserved until its stack is destroyed (its subnet may
   still exist);
-- new tenants, in name order, get the first block that overlaps nothing already given and
-  nothing the network holds, by the same rule a single stack uses
-  (``choose_service_subnet_cidr``);
+- new tenants, in name order, get the first block that overlaps nothing already given,
+  nothing the network holds, and nothing the tenant's own stack refuses besides (its tenant
+  and admin subnets, every subnet on its router: ``nearby``, read by discovery's own lookups),
+  by the same rule a single stack uses (``choose_service_subnet_cidr``);
 - a block given but never made (the tenant's first ``up`` has not made its subnet), which a
-  subnet made meanwhile by someone else now overlaps, is given again: Neutron would refuse
-  it. A tenant that has its subnet never moves.
+  subnet made meanwhile by someone else, or one of the tenant's own, now overlaps, is given
+  again: Neutron or the tenant's discovery would refuse it. A tenant that has its subnet never
+  moves.
+
+A pool is a service network given by id, or, for stacks that make service networks of their
+own, the host their host ports are plugged on (``host_pool``).
 """
 
 from __future__ import annotations
@@ -50,6 +55,35 @@ class SubnetRequest:
     """The tenant's own dhss:shareNetwork.service_subnet_cidr, if the file sets one."""
     subnet_name: str = ""
     """Manila's name for the tenant's service subnet (it carries the tenant subnet's id)."""
+    host: str | None = None
+    """service_network_host, when the tenant's host port is plugged there (OVS, bridge): one
+    host's interfaces must never share a range, whichever pools their subnets come from."""
+    in_cloud: bool = True
+    """``network_id`` is a Neutron network (``service_network_id``), read by the survey.
+    False: it is a host's pool (``host_pool``): the service networks that stacks without a
+    ``service_network_id`` each make, whose subnets one host plugs; no network to read, and a
+    tenant's subnet is known from its stack's state."""
+
+    @property
+    def pool_name(self) -> str:
+        if self.in_cloud:
+            return f"service network {self.network_id}"
+        return f"the service networks plugged on host {self.network_id.removeprefix(HOST_POOL)}"
+
+
+HOST_POOL = "service_network_host:"
+
+
+def host_pool(host: str) -> str:
+    """The ledger's key for the blocks of the service networks plugged on one host.
+
+    Manila has one service network per host (``service_network_name``, whose single host port
+    ``manila-share`` takes an address in every service subnet), so its service subnets never
+    overlap. A stack without ``service_network_id`` makes a network of its own, and its host
+    port is plugged on ``service_network_host`` like every other tenant's there: two of them
+    on one block would give the host two interfaces on one range. So one pool per host, whatever
+    each tenant's ``service_network_cidr`` (two pools may overlap)."""
+    return HOST_POOL + host
 
 
 @dataclass(frozen=True)
@@ -90,21 +124,34 @@ def _held_overlap(cidr: str, held: Sequence[HeldSubnet]) -> HeldSubnet | None:
     return next((h for h in held if network.overlaps(ipaddress.ip_network(h.cidr))), None)
 
 
+def _near(cidr: str, nearby: Sequence[str]) -> str | None:
+    network = ipaddress.ip_network(cidr)
+    for other in nearby:
+        near = ipaddress.ip_network(other)
+        if isinstance(near, ipaddress.IPv4Network) and network.overlaps(near):
+            return other
+    return None
+
+
 def allocate_service_subnets(
     requests: Iterable[SubnetRequest],
     ledger: Ledger,
     remembered: Mapping[str, str] | None = None,
     held: Mapping[str, Sequence[HeldSubnet]] | None = None,
+    nearby: Mapping[str, Sequence[str]] | None = None,
 ) -> Allocation:
     """Give every request a block; raise AllocationError naming the tenants in conflict.
 
-    ``remembered`` holds CIDRs learnt elsewhere for tenants the ledger does not know (the
-    service subnet in the state of a stack made before the ledger knew it);
-    they count as given. ``held`` is what each service network holds in the cloud, by
-    network id.
+    ``remembered`` holds CIDRs learnt from the stacks' state: for a tenant the ledger does not
+    know, they count as given; for a host's pool (no network to read), the tenant's subnet
+    exists, so its block never moves. ``held`` is what each service network holds in the
+    cloud, by network id. ``nearby`` is, by tenant, what its own stack's discovery refuses
+    besides the service network (``discovery.service_subnet_neighbours``: its tenant and admin
+    subnets, every subnet on its router): never given to that tenant.
     """
     remembered = remembered or {}
     held = held or {}
+    nearby = nearby or {}
     by_network: dict[str, list[SubnetRequest]] = {}
     for request in requests:
         by_network.setdefault(request.network_id, []).append(request)
@@ -113,6 +160,21 @@ def allocate_service_subnets(
     new: set[str] = set()
     result: dict[str, dict[str, str]] = {net: dict(given) for net, given in ledger.items()}
     problems: list[Problem] = []
+    host_of = {r.tenant: r.host for r in by_network_requests(by_network) if r.host is not None}
+
+    def on_same_host(request: SubnetRequest, network_id: str) -> list[ipaddress.IPv4Network]:
+        """Blocks of other pools plugged on the request's host (their ledger's, and any given
+        on this run), which its block must not overlap either."""
+        if request.host is None:
+            return []
+        return [
+            ipaddress.IPv4Network(cidr)
+            for other, given in result.items()
+            if other != network_id
+            for tenant, cidr in given.items()
+            if host_of.get(tenant) == request.host
+        ]
+
     for network_id, group in sorted(by_network.items()):
         taken = result.setdefault(network_id, {})
         in_cloud = held.get(network_id, ())
@@ -123,6 +185,12 @@ def allocate_service_subnets(
             if r.subnet_name and h.name == r.subnet_name
         }
         others = [h for h in in_cloud if h not in own.values()]
+        for request in group:
+            if not request.in_cloud and request.tenant in remembered:
+                # Its stack's state has its subnet (in a network of its own): it exists.
+                own[request.tenant] = HeldSubnet(
+                    "", request.subnet_name, remembered[request.tenant]
+                )
         for request in group:
             if request.tenant not in taken and request.tenant in remembered:
                 taken[request.tenant] = remembered[request.tenant]
@@ -143,8 +211,22 @@ def allocate_service_subnets(
                     Problem(
                         where,
                         f"{request.pinned} overlaps {taken[other]}, the service subnet of "
-                        f"tenant {other} on service network {network_id}; pick a free block "
+                        f"tenant {other} on {request.pool_name}; pick a free block "
                         "or remove the key to let the fleet choose",
+                    )
+                )
+            near = (
+                None
+                if request.tenant in own
+                else _near(str(request.pinned), nearby.get(request.tenant, ()))
+            )
+            if near is not None:
+                problems.append(
+                    Problem(
+                        where,
+                        f"{request.pinned} overlaps {near}, a subnet of the tenant's own (its "
+                        "tenant or admin subnet, or one on its router), which its stack refuses; "
+                        "pick another block or remove the key to let the fleet choose",
                     )
                 )
             holder = None if request.tenant in own else _held_overlap(str(request.pinned), others)
@@ -162,9 +244,14 @@ def allocate_service_subnets(
             given = taken.get(request.tenant)
             if given is None or request.pinned is not None or request.tenant in own:
                 continue
-            if _held_overlap(given, others) is not None:
-                # Given, never made, and taken meanwhile by a subnet made elsewhere: Neutron
-                # would refuse it. The tenant has no subnet yet, so nothing moves.
+            if (
+                _held_overlap(given, others) is not None
+                or _near(given, nearby.get(request.tenant, ())) is not None
+            ):
+                # Given, never made, and taken meanwhile by a subnet made elsewhere (Neutron
+                # would refuse it), or on a block its own stack refuses (its router or its
+                # tenant or admin subnet holds it). The tenant has no subnet yet, so nothing
+                # moves.
                 del taken[request.tenant]
         blocked = [ipaddress.ip_network(h.cidr) for h in others]
         for request in sorted(group, key=lambda r: r.tenant):
@@ -174,7 +261,12 @@ def allocate_service_subnets(
                 cidr = choose_service_subnet_cidr(
                     request.pool,
                     request.mask,
-                    [*(ipaddress.ip_network(c) for c in taken.values()), *blocked],
+                    [
+                        *(ipaddress.ip_network(c) for c in taken.values()),
+                        *blocked,
+                        *(ipaddress.ip_network(c) for c in nearby.get(request.tenant, ())),
+                        *on_same_host(request, network_id),
+                    ],
                 )
             except NoFreeServiceSubnet as exc:
                 problems.append(Problem(f"tenants[{request.tenant}]", str(exc)))
@@ -191,6 +283,12 @@ def allocate_service_subnets(
         ledger={net: dict(sorted(given.items())) for net, given in sorted(result.items()) if given},
         new=frozenset(new),
     )
+
+
+def by_network_requests(
+    by_network: Mapping[str, Sequence[SubnetRequest]],
+) -> list[SubnetRequest]:
+    return [r for group in by_network.values() for r in group]
 
 
 def release(ledger: Ledger, tenant: str) -> Ledger:

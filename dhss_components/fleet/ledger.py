@@ -129,20 +129,28 @@ def reserve(
     requests: Iterable[SubnetRequest],
     remember: Callable[[Sequence[str]], Mapping[str, str]] = lambda _: {},
     held: Mapping[str, Sequence[HeldSubnet]] | None = None,
+    nearby: Mapping[str, Sequence[str]] | None = None,
 ) -> Allocation:
     """Allocate under the ledger's lock and remember the result, in one transaction.
 
     ``remember`` is asked, still under the lock, for the CIDRs of the tenants the ledger does
     not know (an existing stack's service subnet); whatever two fleet runs do at once, one waits
     for the other, so a block is never given twice. ``held`` is what the service networks hold
-    in the cloud (survey.py). Raises AllocationError.
+    in the cloud, ``nearby`` what each tenant's own stack refuses besides (survey.py). Raises
+    AllocationError.
     """
     requests = list(requests)
     with file.locked() as locked:
         known = {tenant for given in locked.ledger.values() for tenant in given}
-        unknown = [r.tenant for r in requests if r.tenant not in known and r.pinned is None]
+        # A host's pool has no network to read: whether a tenant's subnet exists is in its
+        # stack's state, asked for every such tenant.
+        unknown = [
+            r.tenant
+            for r in requests
+            if (r.tenant not in known or not r.in_cloud) and r.pinned is None
+        ]
         allocation = allocate_service_subnets(
-            requests, locked.ledger, remember(unknown) if unknown else {}, held
+            requests, locked.ledger, remember(unknown) if unknown else {}, held, nearby
         )
         locked.save(allocation.ledger)
     return allocation

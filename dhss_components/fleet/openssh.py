@@ -18,6 +18,7 @@ the password never goes to it. The OpenSSH client is what the operator already h
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -90,7 +91,12 @@ class OpenSsh:
                 "the OpenSSH client (ssh) is not installed here: install openssh-client"
             )
         self._dir = Path(tempfile.mkdtemp(prefix="dhss-ssh-"))  # 0700
-        self._write_config(self._dir)
+        try:
+            self._write_config(self._dir)
+        except BaseException:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+            raise
         return self
 
     def __exit__(
@@ -189,7 +195,23 @@ def _quoted(path: Path) -> str:
     return '"' + str(path).replace('"', "") + '"'
 
 
+_CONFIG_UNSAFE = re.compile(r"[\s\"'%#\\\x00-\x1f\x7f]")
+
+
+def _plain(what: str, value: str) -> str:
+    """A value written into the client's config as it is: one that could end the line, open a
+    quote, expand a ``%`` token or be read as an option by ssh is refused, never written."""
+    if not value or value.startswith("-") or _CONFIG_UNSAFE.search(value):
+        raise SshUnavailable(
+            f"the {what} {value[:40]!r} cannot be given to the OpenSSH client as it is (a "
+            "space, quote, %, # or control character, or a leading -); fix it in the stack's "
+            "config or outputs"
+        )
+    return value
+
+
 def _common(host: str, port: int, user: str, alias: str) -> list[str]:
+    host, user = _plain("address", host), _plain("user", user)
     return [
         f"HostName {host}",
         f"Port {port}",

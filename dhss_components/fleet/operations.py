@@ -24,7 +24,15 @@ from .results import (
 )
 from .stack_config import TenantStack, stale_keys
 from .tenants import Tenant
-from .verify import EXIT_DRIFT, EXIT_OK, ShareState, ShellFactory, exit_status, run_stack_check
+from .verify import (
+    EXIT_DRIFT,
+    EXIT_OK,
+    ShareState,
+    ShellFactory,
+    exit_status,
+    run_stack_check,
+    unverified_note,
+)
 from .verify import stack_check as guest_check
 
 VOLUME_TYPE = "openstack:blockstorage/volume:Volume"
@@ -290,8 +298,10 @@ def verify(stack: Stack, tenant: Tenant, ok: TenantResult, shell: ShellFactory) 
     """share.sh check for each share, on the tenant's service instance; reads, writes nothing."""
     outputs = {k: v.value for k, v in stack.outputs().items()}
     if not outputs:
-        return replace(ok, status=Status.ABSENT, message="nothing built yet: run up")
-    reports = tuple(run_stack_check(guest_check(tenant.spec, outputs), shell))
+        # Declared in the tenants file, built nowhere: not "as declared".
+        return replace(ok, status=Status.DRIFT, message="nothing built yet: run up")
+    check = guest_check(tenant.spec, outputs)
+    reports = tuple(run_stack_check(check, shell))
     code = exit_status(reports)
     counts = {state: sum(r.state is state for r in reports) for state in ShareState}
     total = f"{len(reports)} share{'s' if len(reports) != 1 else ''}"
@@ -302,6 +312,8 @@ def verify(stack: Stack, tenant: Tenant, ok: TenantResult, shell: ShellFactory) 
     else:
         unknown = counts[ShareState.UNKNOWN]
         status, message = Status.FAILED, f"{unknown} of {total} could not be checked"
+    if unverified_note(check):
+        message = f"{message}; {unverified_note(check)}"
     return replace(
         ok,
         status=status,

@@ -35,8 +35,9 @@ from pulumi.automation import (
 from ..config import Problem
 from ..program import share_server_program
 from . import operations
-from .allocation import AllocationError, HeldSubnet, Ledger, SubnetRequest, release
+from .allocation import AllocationError, Ledger, SubnetRequest, release
 from .ledger import LedgerError, LedgerFile, reserve
+from .locks import LOCKS_DIR, Busy, exclusive
 from .openssh import OpenSsh
 from .options import LEDGER_NAME, PROJECT, FleetOptions, FleetSetupError
 from .report import Progress
@@ -48,9 +49,16 @@ from .stack_config import (
     subnet_request,
     tenant_config,
 )
-from .survey import read_service_network, survey_stack_name
+from .survey import Survey, group_stack_name, read_cloud
 from .tenants import InvalidTenantsFile, Tenant, TenantsFile, workspace_dir
 from .verify import ShellFactory
+
+WRITES_CONFIG_OR_STATE = frozenset({"preview", "up", "refresh", "rebuild", "destroy"})
+"""Operations (by label) that hold the tenant's lock (locks.py): they set its config or change
+its stack. The drift check, verify and status only read."""
+
+CHECKS = frozenset({"drift", "verify"})
+"""Operations (by label) that tell whether a tenant is as declared."""
 
 BLOCK_RETRIES = 3
 """Rounds of giving a tenant the next block when another subnet took its own meanwhile."""
@@ -153,6 +161,9 @@ class Fleet:
             env_vars={"PULUMI_SKIP_UPDATE_CHECK": "true", **self.options.env},
         )
 
+    def _lock_path(self, name: str) -> Path:
+        return self.options.work_root / LOCKS_DIR / f"{name}.lock"
+
     # -- preparing -------------------------------------------------------------------------
 
     def _remembered_cidr(self, tenant: str) -> str | None:
@@ -196,44 +207,65 @@ class Fleet:
             raise InvalidTenantsFile(self.file.path, problems)
         return remembered
 
-    def _read_service_network(self, network_id: str, cloud: str | None) -> tuple[HeldSubnet, ...]:
-        name = survey_stack_name(network_id)
+    def _read_cloud(
+        self, network_ids: Sequence[str], tenants: Sequence[Tenant], cloud: str | None
+    ) -> Survey:
+        name = group_stack_name(network_ids, cloud)
+        what = ", ".join([f"service network {n}" for n in network_ids] + ["the tenants' sides"])
         log = _TenantLog(
             self.options.log_dir / f"{name}.log",
-            f"# manila-dhss fleet: what service network {network_id} holds "
-            f"({self.options.backend_url}), {time.strftime('%Y-%m-%dT%H:%M:%S%z')}",
+            f"# manila-dhss fleet: what {what} hold ({self.options.backend_url}), "
+            f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')}",
         )
         try:
-            return read_service_network(
-                network_id,
-                cloud,
-                self._workspace_options(self.options.work_root / "service-networks" / name),
-                log.write,
-            )
+            # Two fleets on this machine share the read's workspace: one at a time.
+            with exclusive(self._lock_path(name), wait=True):
+                return read_cloud(
+                    name,
+                    network_ids=network_ids,
+                    tenants=tenants,
+                    cloud=cloud,
+                    workspace=self._workspace_options(
+                        self.options.work_root / "service-networks" / name
+                    ),
+                    log=log.write,
+                )
         except Exception as exc:
             raise FleetSetupError(
-                f"cannot read which subnets service network {network_id} holds, so no block "
-                f"can be given safely: {classify(exc)[1]} (log: {log.path}); no stack was "
-                "touched"
+                f"cannot read what {what} hold, so no block can be given safely: "
+                f"{classify(exc)[1]} (log: {log.path}); no stack was touched"
             ) from None
         finally:
             log.close()
 
-    def _held(self, requests: Sequence[SubnetRequest]) -> dict[str, tuple[HeldSubnet, ...]]:
-        """What each shared service network holds, read once per network (in parallel), with
-        the provider config of its first tenant by name."""
-        clouds: dict[str, str | None] = {}
+    def _survey(self, requests: Sequence[SubnetRequest]) -> Survey:
+        """What each shared service network holds, read with the provider config of its first
+        tenant by name, and what each tenant's side holds, read with its own; one read per
+        provider config (in parallel)."""
         by_name = {t.name: t for t in self.file.tenants}
+        networks: dict[str | None, list[str]] = {}
+        tenants: dict[str | None, list[Tenant]] = {}
+        seen: set[str] = set()
         for request in sorted(requests, key=lambda r: r.tenant):
-            clouds.setdefault(request.network_id, by_name[request.tenant].cloud)
-        if not clouds:
-            return {}
-        with ThreadPoolExecutor(max_workers=min(len(clouds), self.options.parallel)) as pool:
-            futures = {
-                net: pool.submit(self._read_service_network, net, cloud)
-                for net, cloud in clouds.items()
-            }
-            return {net: future.result() for net, future in futures.items()}
+            tenant = by_name[request.tenant]
+            tenants.setdefault(tenant.cloud, []).append(tenant)
+            if request.in_cloud and request.network_id not in seen:
+                seen.add(request.network_id)
+                networks.setdefault(tenant.cloud, []).append(request.network_id)
+        survey = Survey()
+        if not tenants:
+            return survey
+        with ThreadPoolExecutor(max_workers=min(len(tenants), self.options.parallel)) as pool:
+            futures = [
+                pool.submit(self._read_cloud, networks.get(cloud, []), group, cloud)
+                for cloud, group in tenants.items()
+            ]
+            for future in futures:
+                part = future.result()
+                survey.held.update(part.held)
+                survey.nearby.update(part.nearby)
+                survey.unread.update(part.unread)
+        return survey
 
     def prepare(self, selected: Sequence[Tenant]) -> list[TenantStack]:
         """Allocate every tenant's service subnet (preview and up), then build each selected
@@ -247,9 +279,11 @@ class Fleet:
         if self.options.operation in ("preview", "up"):
             requests = [r for r in map(subnet_request, self.file.tenants) if r is not None]
             self.ledger.read()  # a damaged ledger stops it before the cloud is even read
-            held = self._held(requests)
+            survey = self._survey(requests)
             try:
-                cidrs = reserve(self.ledger, requests, self._read_remembered, held).cidrs
+                cidrs = reserve(
+                    self.ledger, requests, self._read_remembered, survey.held, survey.nearby
+                ).cidrs
             except AllocationError as exc:
                 raise InvalidTenantsFile(self.file.path, exc.problems) from None
         tenant_stacks = []
@@ -375,9 +409,30 @@ class Fleet:
                 progress.step(name, f"{op} {_short(pre.metadata.urn)}", counts=op != "same")
 
         try:
-            result = self._operate(tenant_stack, log, on_event)
+            if self.options.label in WRITES_CONFIG_OR_STATE:
+                with exclusive(self._lock_path(name), wait=False):
+                    result = self._operate(tenant_stack, log, on_event)
+            else:
+                result = self._operate(tenant_stack, log, on_event)
+        except Busy as busy:
+            message = (
+                f"another fleet run on this machine is running this tenant ({busy.holder}); "
+                "run again when it has ended"
+            )
+            log.write(f"# {Status.LOCKED.value}: {message}")
+            result = TenantResult(
+                tenant=name,
+                operation=operation,
+                status=Status.LOCKED,
+                message=message,
+                service_subnet_cidr=tenant_stack.service_subnet_cidr,
+            )
         except Exception as exc:
             status, message = classify(exc)
+            if status is Status.ABSENT and self.options.label in CHECKS:
+                # A check never passes what it could not look at.
+                status = Status.DRIFT
+                message = "the tenants file declares it, but its stack does not exist: run up"
             log.write(f"# {status.value}: {message}")
             result = TenantResult(
                 tenant=name,

@@ -19,7 +19,7 @@ from pulumi.automation import ConfigValue
 
 from ..config import NAMESPACE, InvalidStackConfig, Problem, parse_stack_config
 from ..naming import service_subnet_name
-from .allocation import Ledger, SubnetRequest
+from .allocation import Ledger, SubnetRequest, host_pool
 from .tenants import CLOUD_KEY, Tenant
 
 MANAGED_PREFIXES = (f"{NAMESPACE}:",)
@@ -41,21 +41,32 @@ class TenantStack:
 
 
 def subnet_request(tenant: Tenant) -> SubnetRequest | None:
-    """The tenant's claim on a shared service network, if it has one.
+    """The tenant's claim on a shared pool of service subnet blocks, if it has one.
 
-    Only a service network given by id is shared; a stack that makes its own service network
-    (no service_network_id) has it to itself, and Manila's mode C uses none.
+    A service network given by id is shared by its tenants. A stack without one makes a
+    service network of its own, but its host port is plugged on ``service_network_host``
+    beside every other such tenant's: their blocks share one pool per host (``host_pool``).
+    Only with the Noop driver (nothing plugged) is such a network the stack's alone; Manila's
+    mode C uses none.
     """
     backend = tenant.spec.backend
-    if not backend.network_mode.service_subnet or backend.service_network_id is None:
+    if not backend.network_mode.service_subnet:
+        return None
+    if backend.service_network_id is not None:
+        network_id, in_cloud = backend.service_network_id, True
+    elif backend.driver.plugs_host_port and backend.service_network_host is not None:
+        network_id, in_cloud = host_pool(backend.service_network_host), False
+    else:
         return None
     return SubnetRequest(
         tenant=tenant.name,
-        network_id=backend.service_network_id,
+        network_id=network_id,
         pool=backend.service_network_cidr,
         mask=backend.service_network_division_mask,
         pinned=tenant.spec.share_network.service_subnet_cidr,
         subnet_name=service_subnet_name(tenant.spec.share_network.neutron_subnet_id),
+        host=backend.service_network_host if backend.driver.plugs_host_port else None,
+        in_cloud=in_cloud,
     )
 
 

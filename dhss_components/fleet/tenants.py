@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import NAMESPACE, InvalidStackConfig, Problem, StackSpec, parse_stack_config
-from ..operator_files import OperatorFileError, excerpt, load_yaml, read_text
+from ..operator_files import OperatorFileError, excerpt, load_yaml, read_bytes
 from .options import SERVICE_NETWORK_STACK_PREFIX
 
 CLOUD_KEY = "openstack:cloud"
@@ -144,14 +144,29 @@ def _resolve_secret(where: str, value: Any, base: Path) -> tuple[Any, Problem | 
         path = Path(os.path.expanduser(value["file"]))
         path = path if path.is_absolute() else base / path
         try:
-            text = read_text(path, limit=MAX_SECRET_FILE_BYTES)
+            data = read_bytes(path, limit=MAX_SECRET_FILE_BYTES)
         except OperatorFileError as exc:
             return None, Problem(where, str(exc))
+        text, problem = _secret_text(data)
+        if problem is not None:
+            # The file and the key, never its bytes (nor where they are): they are a secret's.
+            return None, Problem(where, f"{path}: {problem}")
         # The file's own line ending is not part of the secret; anything else is.
         return text.removesuffix("\n").removesuffix("\r"), None
     return None, Problem(
         where, "write the secret as a string, {env: VARIABLE} or {file: PATH}; got a mapping"
     )
+
+
+def _secret_text(data: bytes) -> tuple[str, str | None]:
+    """A secret file's text, or what is wrong with it in words that quote none of it."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "", "not UTF-8 text (its bytes are not shown: they are a secret's); save it as UTF-8"
+    if "\x00" in text:
+        return "", "holds a NUL byte: not a text file (its bytes are not shown)"
+    return text.removeprefix("\ufeff"), None
 
 
 def _shared_backend_problems(shared: Mapping[str, Any]) -> set[tuple[str, str]]:
@@ -241,6 +256,17 @@ def parse_tenants(document: Any, path: str = "tenants.yaml") -> TenantsFile:
                 )
             )
             continue
+        if not name[0].isalnum():
+            problems.append(
+                Problem(
+                    where,
+                    f"starts with {name[0]!r}: a tenant's name must start with a letter or a "
+                    "digit (a name starting with '-' would be read as an option by the pulumi "
+                    "CLI it is passed to; one starting with '.' or '_' is a hidden or private "
+                    "name); rename the tenant",
+                )
+            )
+            continue
         if not isinstance(raw, dict):
             problems.append(Problem(where, "must be a mapping with shareNetwork and shares"))
             continue
@@ -323,6 +349,6 @@ def load_tenants_file(path: str | os.PathLike[str]) -> TenantsFile:
 
 def workspace_dir(stacks_dir: Path, tenant: str) -> Path:
     """The tenant's workspace: always a directory of its own directly under ``stacks_dir``."""
-    if not STACK_NAME.fullmatch(tenant) or tenant in NOT_A_DIRECTORY_NAME:
+    if not STACK_NAME.fullmatch(tenant) or not tenant[0].isalnum():
         raise ValueError(f"{excerpt(tenant)!r} is not a tenant name the tenants file accepts")
     return stacks_dir / tenant

@@ -78,6 +78,14 @@ class StackCheck:
     checks: tuple[ShareCheck, ...]
     reports: tuple[ShareReport, ...]
     """Found without the guest: shares the config and the stack do not agree on."""
+    refusal: str | None = None
+    """Why the instance must not be dialled (no host key to pin): every share's finding."""
+    unverified: tuple[str, ...] = ()
+    """Host keys the config chose not to verify, by the key that says so: for the report."""
+
+
+class NoPinnedHostKey(Exception):
+    """The config verifies the instance's host key, and the stack gives none to pin."""
 
 
 class GuestSession(Protocol):
@@ -89,13 +97,40 @@ class GuestSession(Protocol):
 ShellFactory = Callable[[SshTarget], AbstractContextManager[GuestSession]]
 
 
+def pinned_host_key(spec: StackSpec, share_server: Mapping[str, Any]) -> str | None:
+    """The instance's host key to pin, from the stack's outputs; None only when the config
+    says ``service_instance_host_key: unverified``. Never fails open: a stack that gives no
+    key (built before host keys were pinned, or built unverified and not updated since) raises
+    NoPinnedHostKey instead of dialling whatever answers."""
+    if spec.backend.service_instance_host_key == "unverified":
+        return None
+    fix = (
+        "run up to pin it, or set service_instance_host_key: unverified (as the stack was "
+        "built) to check without verifying the instance"
+    )
+    if share_server.get("host_key_check") is False:
+        raise NoPinnedHostKey(
+            "the stack was built with service_instance_host_key: unverified, and the config now "
+            f"verifies it; verify does not dial an instance without its pinned host key: {fix}"
+        )
+    key = public_key(share_server.get("host_key"))
+    if key is None:
+        raise NoPinnedHostKey(
+            "the stack's outputs have no share_server.host_key (built before host keys were "
+            "pinned, or not updated since); verify does not dial an instance without its "
+            f"pinned host key: {fix}"
+        )
+    return key
+
+
 def ssh_target(spec: StackSpec, share_server: Mapping[str, Any]) -> SshTarget | None:
-    """Where the stack's commands run, from its outputs, and how they log in, from its config."""
+    """Where the stack's commands run, from its outputs, and how they log in, from its config.
+    Raises NoPinnedHostKey (pinned_host_key)."""
     host = share_server.get("ssh_address")
     if not host:
         return None
     backend = spec.backend
-    verified = share_server.get("host_key_check", True)
+    host_key = pinned_host_key(spec, share_server)
     bastion = None
     if backend.ssh_proxy is not None:
         proxy = backend.ssh_proxy
@@ -109,7 +144,7 @@ def ssh_target(spec: StackSpec, share_server: Mapping[str, Any]) -> SshTarget | 
     return SshTarget(
         host=str(host),
         user=backend.service_instance_user,
-        host_key=public_key(share_server.get("host_key")) if verified else None,
+        host_key=host_key,
         private_key=spec.private_key,
         password=backend.service_instance_password,
         bastion=bastion,
@@ -119,7 +154,16 @@ def ssh_target(spec: StackSpec, share_server: Mapping[str, Any]) -> SshTarget | 
 def stack_check(spec: StackSpec, outputs: Mapping[str, Any]) -> StackCheck:
     """The check of one stack: its target, a command per share, and what is already known."""
     server = outputs.get("share_server")
-    target = ssh_target(spec, server) if isinstance(server, Mapping) else None
+    target, refusal = None, None
+    try:
+        target = ssh_target(spec, server) if isinstance(server, Mapping) else None
+    except NoPinnedHostKey as exc:
+        refusal = str(exc)
+    unverified = []
+    if spec.backend.service_instance_host_key == "unverified":
+        unverified.append("service_instance_host_key")
+    if spec.backend.ssh_proxy is not None and spec.backend.ssh_proxy.host_key == "unverified":
+        unverified.append("ssh_proxy.host_key")
     built = outputs.get("shares")
     built = built if isinstance(built, Mapping) else {}
     checks, reports = [], []
@@ -145,7 +189,14 @@ def stack_check(spec: StackSpec, outputs: Mapping[str, Any]) -> StackCheck:
                 ("stack: in the stack but no longer in the config; up unexports it",),
             )
         )
-    return StackCheck(target, tuple(checks), tuple(reports))
+    return StackCheck(target, tuple(checks), tuple(reports), refusal, tuple(unverified))
+
+
+def unverified_note(check: StackCheck) -> str:
+    """What the report says when the config chose not to verify a host key ("" otherwise)."""
+    if not check.unverified:
+        return ""
+    return "host key unverified (" + ", ".join(f"{k}: unverified" for k in check.unverified) + ")"
 
 
 def share_report(share: str, done: Completed) -> ShareReport:
@@ -170,6 +221,12 @@ def run_stack_check(check: StackCheck, shell: ShellFactory = OpenSsh) -> list[Sh
     reports = list(check.reports)
     if not check.checks:
         return reports
+    if check.refusal is not None:
+        return sorted(
+            reports
+            + [ShareReport(c.share, ShareState.UNKNOWN, (check.refusal,)) for c in check.checks],
+            key=lambda r: r.share,
+        )
     if check.target is None:
         return reports + [
             ShareReport(c.share, ShareState.UNKNOWN, ("the stack has no server; run up",))
@@ -258,9 +315,12 @@ def main(
         first = str(exc).strip().splitlines()
         stderr.write(f"verify: stack {args.stack} cannot be read: {first[-1] if first else exc}\n")
         return EXIT_USAGE
-    reports = run_stack_check(stack_check(spec, outputs), shell)
+    check = stack_check(spec, outputs)
+    reports = run_stack_check(check, shell)
     for line in report_lines(reports):
         stdout.write(line + "\n")
+    if unverified_note(check):
+        stdout.write(unverified_note(check) + "\n")
     return exit_status(reports)
 
 

@@ -18,6 +18,7 @@ from dhss_components.fleet.allocation import (
     HeldSubnet,
     SubnetRequest,
     allocate_service_subnets,
+    host_pool,
     release,
 )
 from dhss_components.fleet.ledger import LedgerError, LedgerFile, reserve
@@ -390,3 +391,110 @@ def test_any_tenants_get_blocks_clear_of_whatever_the_network_holds(
     again = allocate_service_subnets([named(t) for t in tenants], first.ledger, None, {NET: made})
     assert again.cidrs == first.cidrs
     assert again.new == frozenset()
+
+
+# -- what each tenant's own stack refuses besides the service network (survey.py) ----------
+
+
+def test_a_block_on_the_tenants_own_router_is_never_given_to_it() -> None:
+    # tenant a's router already joins 10.254.0.0/27 (a subnet of the tenant's own), which
+    # its stack's discovery refuses for a service subnet; b's router does not.
+    nearby = {"a": ["10.0.0.0/24", "10.254.0.0/27"], "b": ["10.1.0.0/24"]}
+
+    allocation = allocate_service_subnets([named("a"), named("b")], {}, None, {NET: []}, nearby)
+
+    assert allocation.cidrs == {"a": "10.254.0.32/28", "b": "10.254.0.0/28"}
+
+
+def test_a_block_given_never_made_that_the_tenants_router_now_holds_is_given_again() -> None:
+    # The fleet gave a 10.254.0.0/28 before a subnet on that block joined a's router: its
+    # stack's discovery refuses it at every preview. a has no subnet yet, so it moves; b,
+    # whose subnet exists, never does, whatever is near it.
+    ledger = {NET: {"a": "10.254.0.0/28", "b": "10.254.0.16/28"}}
+    cloud = {NET: [held("svc-b", "10.254.0.16/28")]}
+    nearby = {"a": ["10.254.0.0/28"], "b": ["10.254.0.16/28"]}
+
+    allocation = allocate_service_subnets([named("a"), named("b")], ledger, None, cloud, nearby)
+
+    assert allocation.cidrs == {"a": "10.254.0.32/28", "b": "10.254.0.16/28"}
+    assert allocation.new == {"a"}
+
+
+def test_a_pinned_block_on_the_tenants_own_router_is_an_error() -> None:
+    with pytest.raises(AllocationError) as caught:
+        allocate_service_subnets(
+            [named("a", pinned="10.254.0.32/28")], {}, None, {NET: []}, {"a": ["10.254.0.0/26"]}
+        )
+
+    assert [str(p) for p in caught.value.problems] == [
+        "tenants[a].shareNetwork.service_subnet_cidr: 10.254.0.32/28 overlaps 10.254.0.0/26, a "
+        "subnet of the tenant's own (its tenant or admin subnet, or one on its router), which its "
+        "stack refuses; pick another block or remove the key to let the fleet choose"
+    ]
+
+
+@given(
+    names,
+    st.dictionaries(
+        st.sampled_from("abcdefgh"),
+        st.lists(st.integers(min_value=0, max_value=255).map(lambda o: f"10.254.0.{o}/30")),
+    ),
+)
+def test_no_tenant_is_given_a_block_its_own_stack_refuses(
+    tenants: list[str], near: dict[str, list[str]]
+) -> None:
+    nearby = {t: [str(ipaddress.ip_network(c, strict=False)) for c in cs] for t, cs in near.items()}
+    try:
+        allocation = allocate_service_subnets(
+            [named(t) for t in tenants], {}, None, {NET: []}, nearby
+        )
+    except AllocationError:
+        return
+    for tenant, cidr in allocation.cidrs.items():
+        block = ipaddress.ip_network(cidr)
+        assert not any(block.overlaps(ipaddress.ip_network(c)) for c in nearby.get(tenant, []))
+    assert pairwise_disjoint(allocation.cidrs.values())
+
+
+# -- tenants without service_network_id: one pool per host their host ports are plugged on -----
+
+
+def on_host(tenant: str) -> SubnetRequest:
+    return SubnetRequest(
+        tenant=tenant,
+        network_id=host_pool("devstack"),
+        pool=POOL,
+        mask=28,
+        subnet_name=f"svc-{tenant}",
+        in_cloud=False,
+    )
+
+
+def test_tenants_plugged_on_one_host_never_share_a_block() -> None:
+    allocation = allocate_service_subnets([on_host("a"), on_host("b")], {})
+
+    assert allocation.cidrs == {"a": "10.254.0.0/28", "b": "10.254.0.16/28"}
+    assert allocation.ledger == {"service_network_host:devstack": allocation.cidrs}
+
+
+def test_a_tenant_on_a_host_whose_subnet_exists_keeps_it_whatever_the_ledger_says() -> None:
+    # Its stack's state has its subnet (no network to read: each stack makes its own).
+    ledger = {host_pool("devstack"): {"a": "10.254.0.0/28"}}
+
+    allocation = allocate_service_subnets(
+        [on_host("a"), on_host("b")], ledger, {"a": "10.254.0.48/28"}, {}, {"a": ["10.254.0.48/28"]}
+    )
+
+    assert allocation.cidrs == {"a": "10.254.0.48/28", "b": "10.254.0.0/28"}
+
+
+def test_pools_plugged_on_one_host_never_overlap_each_other() -> None:
+    # b's service network is given by id, a's is its own: both host ports are on devstack.
+    a = replace(on_host("a"), host="devstack")
+    b = replace(named("b"), host="devstack")
+    elsewhere = replace(named("c"), host="another-host")
+
+    allocation = allocate_service_subnets([a, b, elsewhere], {})
+
+    assert pairwise_disjoint([allocation.cidrs["a"], allocation.cidrs["b"]])
+    assert allocation.cidrs["c"] == "10.254.0.16/28"  # beside b on the network, not a's host

@@ -14,6 +14,7 @@ import os
 import re
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -171,13 +172,16 @@ def test_a_stack_the_ledger_does_not_know_keeps_its_subnet(bed: Bed) -> None:
 
 
 def test_a_stack_locked_by_another_run_is_reported_as_locked(bed: Bed) -> None:
-    # tenant-01's operations wait (holding the stack's lock) until `release` exists.
+    # tenant-01's operations wait (holding the stack's lock) until `release` exists. The
+    # other run is on another machine (its own work root), sharing the state backend: only
+    # Pulumi's stack lock stands between them.
     release = bed.tmp / "release"
     tenants = str(two_tenants(bed, hold={"tenant-01": str(release)}))
     lock = bed.state / ".pulumi" / "locks" / "manila-dhss" / "tenant-01" / "update.json"
     first: list[FleetRun] = []
+    other_machine = replace(bed, work=bed.tmp / "work-of-the-other-machine")
     other_run = threading.Thread(
-        target=lambda: first.append(bed.fleet("up", tenants, "--tenant", "tenant-01"))
+        target=lambda: first.append(other_machine.fleet("up", tenants, "--tenant", "tenant-01"))
     )
     other_run.start()
     deadline = time.monotonic() + 60
@@ -197,6 +201,45 @@ def test_a_stack_locked_by_another_run_is_reported_as_locked(bed: Bed) -> None:
     # The first run was not disturbed, and let go of its lock.
     assert first[0].code == EXIT_OK
     assert not lock.exists()
+
+
+def test_two_fleets_on_one_machine_never_interleave_one_tenants_config_and_up(bed: Bed) -> None:
+    # One work root, two processes' worth of runs: while the first is inside tenant-01's
+    # `up` (its config set, Pulumi's lock held), the second previews every tenant from a
+    # tenants file that changes tenant-01. A preview takes no Pulumi lock, so only the fleet's
+    # own tenant lock keeps it from writing tenant-01's config under the running `up`.
+    release = bed.tmp / "release"
+    tenants = two_tenants(bed, hold={"tenant-01": str(release)})
+    changed = yaml.safe_load(tenants.read_text())
+    changed["tenants"]["tenant-01"]["shares"][0]["size"] = 99
+    other_file = write_yaml(bed.tmp / "changed.yaml", changed)
+    lock = bed.state / ".pulumi" / "locks" / "manila-dhss" / "tenant-01" / "update.json"
+    first: list[FleetRun] = []
+    running = threading.Thread(
+        target=lambda: first.append(bed.fleet("up", str(tenants), "--tenant", "tenant-01"))
+    )
+    running.start()
+    deadline = time.monotonic() + 60
+    while not lock.exists():
+        assert time.monotonic() < deadline, "the first run never took the lock"
+        time.sleep(0.05)
+    seen = len(bed.calls())
+
+    second = bed.fleet("preview", str(other_file))
+    during = bed.calls()[seen:]
+    release.touch()
+    running.join()
+
+    assert second.code == EXIT_FAILED
+    assert second.rows()["tenant-01"][2] == "locked by another run"
+    assert re.search(r"tenant-01: another fleet run on this machine .*\(pid \d+\)", second.stdout)
+    assert second.rows()["tenant-02"][2] == "ok"
+    # Not one call for tenant-01 while the other run held it: its config is the first file's.
+    assert [c.command for c in during if c.stack == "tenant-01"] == []
+    assert first[0].code == EXIT_OK
+    config = (bed.work / "stacks" / "tenant-01" / "Pulumi.tenant-01.yaml").read_text()
+    assert '"size": 2' in config
+    assert '"size": 99' not in config
 
 
 def test_one_tenants_failure_is_its_own(bed: Bed) -> None:

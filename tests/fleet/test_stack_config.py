@@ -87,9 +87,22 @@ def test_only_a_shared_service_network_needs_a_block(document: dict[str, Any]) -
     document["tenants"]["tenant-01"]["shareNetwork"]["service_subnet_cidr"] = "10.254.9.0/28"
     assert str(subnet_request(one(document)).pinned) == "10.254.9.0/28"  # type: ignore[union-attr]
 
-    # Its own service network: nothing to share.
+    # A service network of its own, but its host port is plugged on service_network_host
+    # beside every other such tenant's: one pool per host, as Manila's one network per host.
     del document["backend"]["service_network_id"]
+    own = subnet_request(one(document))
+    assert own is not None
+    assert (own.network_id, own.in_cloud) == ("service_network_host:devstack", False)
+    assert own.pool_name == "the service networks plugged on host devstack"
+
+    # With nothing plugged on the host (Noop), its network is its own: nothing to share.
+    document["backend"].update(
+        interface_driver="manila.network.linux.interface.NoopInterfaceDriver",
+        ssh_source_cidrs=["192.0.2.10/32"],
+    )
     assert subnet_request(one(document)) is None
+    for key in ("interface_driver", "ssh_source_cidrs"):
+        del document["backend"][key]
 
     # Manila's mode C has no service subnet at all (and a pinned block is refused there).
     del document["tenants"]["tenant-01"]["shareNetwork"]["service_subnet_cidr"]

@@ -245,6 +245,20 @@ def test_dot_and_dot_dot_are_no_tenant_names(document: dict[str, Any], name: str
     ]
 
 
+@pytest.mark.parametrize("name", ["-x", "--stack", "-", "_private", ".hidden"])
+def test_a_name_that_could_be_read_as_an_option_is_no_tenant_name(
+    document: dict[str, Any], name: str
+) -> None:
+    # A stack name is passed to `pulumi stack init NAME`: "--stack" there is an option.
+    document["tenants"] = {name: tenant_entry(1), "tenant-02": tenant_entry(2)}
+
+    assert problems(document) == [
+        f"tenants[{name}]: starts with {name[0]!r}: a tenant's name must start with a letter or "
+        "a digit (a name starting with '-' would be read as an option by the pulumi CLI it is "
+        "passed to; one starting with '.' or '_' is a hidden or private name); rename the tenant"
+    ]
+
+
 def test_the_fleets_own_stack_names_are_no_tenant_names(document: dict[str, Any]) -> None:
     # The stack that reads a service network's subnets is named after the network.
     name = "manila-dhss-service-network-b7d1a0c3-4e5f-4a6b-8c7d-9e0f1a2b3c41"
@@ -266,7 +280,7 @@ def test_a_workspace_is_always_its_own_directory_under_the_stacks_directory(name
     try:
         workspace = workspace_dir(stacks, name)
     except ValueError:
-        assert name in (".", "..") or not STACK_NAME.fullmatch(name)
+        assert not name[:1].isalnum() or not STACK_NAME.fullmatch(name)
         return
     assert Path(os.path.normpath(workspace)).parent == stacks
     assert workspace.name == name
@@ -276,7 +290,7 @@ def test_a_secret_file_is_taken_as_written_but_for_its_final_line_ending(
     tmp_path: Path, document: dict[str, Any]
 ) -> None:
     (tmp_path / "spaces.secret").write_text("  two spaces either side  \n")
-    (tmp_path / "binary.secret").write_bytes(b"\xff\xfe")
+    (tmp_path / "latin1.secret").write_bytes("pässwörd\n".encode("latin-1"))
     document["backend"]["service_instance_password"] = {"file": "spaces.secret"}
     path = write_yaml(tmp_path / "tenants.yaml", document)
 
@@ -284,14 +298,36 @@ def test_a_secret_file_is_taken_as_written_but_for_its_final_line_ending(
         "  two spaces either side  "
     )
 
-    document["backend"]["service_instance_password"] = {"file": "binary.secret"}
+    document["backend"]["service_instance_password"] = {"file": "latin1.secret"}
     write_yaml(path, document)
     with pytest.raises(InvalidTenantsFile) as caught:
         load_tenants_file(path)
+    # The key and the file, and nothing of the secret: not its bytes, not where they are.
     assert [str(p) for p in caught.value.problems] == [
-        f"backend.service_instance_password: {tmp_path}/binary.secret, line 1, column 1: not "
-        "UTF-8 text (byte 0xff); save the file as UTF-8"
+        f"backend.service_instance_password: {tmp_path}/latin1.secret: not UTF-8 text (its "
+        "bytes are not shown: they are a secret's); save it as UTF-8"
     ]
+    assert "0xe4" not in str(caught.value)
+    assert "column" not in str(caught.value)
+
+
+def test_a_key_file_that_is_not_text_is_named_with_its_key_and_none_of_its_bytes(
+    tmp_path: Path, document: dict[str, Any]
+) -> None:
+    key = tmp_path / "id_latin1"
+    key.write_bytes(
+        b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1r\xe9\xff\n"
+        b"-----END OPENSSH PRIVATE KEY-----\n"
+    )
+    document["tenants"]["tenant-02"]["backend"] = {"path_to_private_key": str(key)}
+
+    (found,) = problems(document)
+
+    assert found == (
+        f"tenants[tenant-02].backend.path_to_private_key: {key}: not UTF-8 text (its bytes are "
+        "not shown: they are a secret's); point it at the private key file (PEM or OpenSSH, "
+        "which are ASCII)"
+    )
 
 
 def test_tenants_are_selected_by_name_with_a_hint_for_typos(document: dict[str, Any]) -> None:

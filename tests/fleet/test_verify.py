@@ -29,7 +29,7 @@ import yaml
 
 from dhss_components.blueprint import share_script_params
 from dhss_components.config import StackSpec, parse_stack_config
-from dhss_components.fleet.openssh import OpenSsh, SshTarget
+from dhss_components.fleet.openssh import OpenSsh, SshTarget, SshUnavailable
 from dhss_components.fleet.results import EXIT_FAILED
 from dhss_components.fleet.verify import (
     EXIT_DRIFT,
@@ -41,6 +41,7 @@ from dhss_components.fleet.verify import (
     exit_status,
     run_stack_check,
     stack_check,
+    unverified_note,
 )
 from dhss_components.fleet.verify import main as verify_main
 from dhss_components.share_script import render_check_command, share_script
@@ -180,9 +181,37 @@ def test_another_host_key_is_refused_before_anything_runs(guest: FakeGuest, tmp_
     assert all("Host key verification failed" in r.findings[0] for r in reports)
     assert exit_status(reports) == EXIT_UNKNOWN
     assert guest.ran() == []
-    # Only the stack's own choice (host_key: unverified) lets any key through.
-    assert exit_status(check(guest, host_key=other, checked=False)) == EXIT_OK
+    # Only the config's own choice (host_key: unverified) lets any key through, and says so.
+    config = config_for(guest.client_key)
+    config["backend"]["service_instance_host_key"] = "unverified"
+    unpinned = stack_check(spec_of(config), outputs_for(other, checked=False))
+    assert exit_status(run_stack_check(unpinned, at_port(guest.port))) == EXIT_OK
     assert len(guest.ran()) == 2
+    assert (
+        unverified_note(unpinned) == "host key unverified (service_instance_host_key: unverified)"
+    )
+
+
+@pytest.mark.parametrize("outputs", ["no host_key", "empty host_key", "built unverified"])
+def test_a_stack_that_pins_no_host_key_is_never_dialled(guest: FakeGuest, outputs: str) -> None:
+    # A stack from before host keys were pinned, or built unverified while the config now
+    # verifies: no key to pin. Dialling anyway would trust whatever answers at the address.
+    given = outputs_for(guest.host_key, checked=outputs != "built unverified")
+    if outputs == "no host_key":
+        del given["share_server"]["host_key"]
+    if outputs == "empty host_key":
+        given["share_server"]["host_key"] = ""
+    spec = spec_of(config_for(guest.client_key))
+
+    reports = run_stack_check(stack_check(spec, given), at_port(guest.port))
+
+    assert [r.state for r in reports] == [ShareState.UNKNOWN, ShareState.UNKNOWN]
+    assert exit_status(reports) == EXIT_UNKNOWN
+    assert all(
+        "does not dial an instance without its pinned host key" in r.findings[0] for r in reports
+    )
+    assert all("service_instance_host_key: unverified" in r.findings[0] for r in reports)
+    assert guest.ran() == []
 
 
 def test_shares_the_config_and_the_stack_disagree_on_are_drift(guest: FakeGuest) -> None:
@@ -408,3 +437,36 @@ def test_one_stack_made_with_pulumi_up_is_verified_from_its_project_directory(
     )
     assert unknown == 2
     assert "verify: stack tenant-99 cannot be read" in err.getvalue()
+
+
+@pytest.mark.parametrize("check", [["verify"], ["refresh", "--preview-only"]])
+def test_a_tenant_never_built_is_not_reported_as_declared(bed: Bed, check: list[str]) -> None:
+    # The tenants file declares tenant-01 and tenant-02; neither stack exists. A check that
+    # passes what it could not look at would tell a scheduled job that all is well.
+    tenants = str(bed.tenants([1, 2]))
+
+    run = bed.fleet(check[0], tenants, *check[1:])
+
+    assert run.code == EXIT_DRIFT, run.stdout + run.stderr
+    assert {row[2] for row in run.rows().values()} == {"drift"}
+    assert "its stack does not exist: run up" in run.stdout
+
+
+@pytest.mark.parametrize(
+    ("host", "user"),
+    [
+        ("127.0.0.1", "-oProxyCommand=touch"),  # would be an option
+        ("127.0.0.1", "ubuntu\n  ProxyCommand touch"),  # would be a line of its own
+        ("127.0.0.1", "a%h"),  # would expand a token
+        ("-oProxyCommand=touch", "root"),
+        ("10.0.0.5 # comment", "root"),
+    ],
+)
+def test_a_value_that_would_change_the_ssh_clients_config_is_never_written(
+    host: str, user: str
+) -> None:
+    target = SshTarget(host=host, user=user, host_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA")
+
+    refused = pytest.raises(SshUnavailable, match="cannot be given to the OpenSSH client")
+    with refused, OpenSsh(target) as ssh:
+        ssh.run("true")

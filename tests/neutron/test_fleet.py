@@ -222,3 +222,49 @@ def test_two_fleets_at_once_are_arbitrated_by_neutron(
     for i in range(4):
         assert held[service_subnet_name(networks[i]["subnet"])] == mine[tenant(i)]
     assert disjoint(list(held.values()))
+
+
+def test_a_tenants_router_subnet_in_the_pool_is_never_its_block(
+    bed: Bed, neutron: NeutronClient, prefix: str
+) -> None:
+    # tenant-00's router also joins a lab subnet inside service_network_cidr, on the very
+    # blocks the service network leaves free first. Its stack's discovery refuses those (and
+    # Neutron would refuse the router interface): the fleet must give it another.
+    lab = "10.254.0.0/26"
+    indices = range(2)
+    cloud, networks = cloud_with_tenants(neutron, prefix, indices)
+    build = Builder(neutron, prefix)
+    project = build.project(tenant(0))
+    lab_net = build.network(project, "lab")
+    lab_subnet = build.subnet(project, lab_net, lab, "lab-subnet")
+    (router,) = [
+        p["device_id"]
+        for p in neutron.list("ports", device_owner="network:router_interface")
+        if any(ip["subnet_id"] == networks[0]["subnet"] for ip in p["fixed_ips"])
+    ]
+    neutron.add_router_interface(router, {"subnet_id": lab_subnet})
+    on_neutron(bed, neutron, cloud)
+    path = write_yaml(
+        bed.tmp / "tenants.yaml", tenants_document(cloud, bed.keys, networks, indices)
+    )
+
+    up = bed.fleet("up", str(path))
+
+    assert up.code == EXIT_OK, up.stdout + up.stderr
+    given = ledger(bed, cloud)
+    assert not ipaddress.ip_network(given[tenant(0)]).overlaps(ipaddress.ip_network(lab))
+    # Neutron made it and joined it to the router that holds the lab subnet.
+    held = service_subnets(neutron, cloud)
+    assert held[service_subnet_name(networks[0]["subnet"])] == given[tenant(0)]
+    on_router = {
+        ip["subnet_id"]
+        for p in neutron.list("ports", device_id=router, device_owner="network:router_interface")
+        for ip in p["fixed_ips"]
+    }
+    (made,) = [
+        s["id"]
+        for s in neutron.list("subnets", network_id=cloud.service_net)
+        if s["cidr"] == given[tenant(0)]
+    ]
+    assert made in on_router
+    assert bed.fleet("destroy", str(path)).code == EXIT_OK

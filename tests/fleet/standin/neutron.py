@@ -50,6 +50,18 @@ def build_cloud(root: Path, settings: dict[str, Any], stack: str) -> SimulatedCl
         cloud.add_network(net["name"], net["net"])
         cloud.add_subnet(net["net"], net["cidr"], name=net["name"], subnet_id=net["subnet"])
         cloud.add_router(net["subnet"], net["router"])
+        # More subnets on the tenant's router (``router_subnets: [{net, subnet, cidr}]``), each
+        # joined by its gateway address, as `openstack router add subnet` does.
+        for extra in net.get("router_subnets", []):
+            cloud.add_network(f"{net['name']}-{extra['cidr']}", extra["net"])
+            cloud.add_subnet(extra["net"], extra["cidr"], subnet_id=extra["subnet"])
+            gateway = cloud.subnets[extra["subnet"]].gateway_ip
+            cloud.add_port(
+                extra["net"],
+                [(extra["subnet"], gateway)],
+                device_id=net["router"],
+                device_owner="network:router_interface",
+            )
     with subnets(root) as held:
         for name, subnet in held.items():
             if subnet["stack"] != stack:
