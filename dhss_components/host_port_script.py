@@ -74,8 +74,8 @@ class HostPortParams:
     device ends up with exactly these IPv4 addresses, and traffic to their subnets leaves
     through it (by two routes one bit more specific than the subnet's: Manila deletes the
     other devices' routes instead, with clear_cidrs and pullup_route)."""
-    bridge: str = "br-int"
-    """Manila's `ovs_integration_bridge` (OVS driver only)."""
+    bridge: str
+    """Manila's `ovs_integration_bridge` (OVS driver only; its default is the config's)."""
 
     def __post_init__(self) -> None:
         if self.driver not in get_args(InterfaceDriver):

@@ -33,6 +33,7 @@ def params(**overrides) -> HostPortParams:
         "port_id": PORT_ID,
         "mac_address": MAC,
         "cidrs": ("10.254.0.2/28",),
+        "bridge": "br-int",
     }
     values.update(overrides)
     return HostPortParams(**values)
@@ -138,7 +139,9 @@ interfaces = st.tuples(st.ip_addresses(v=4), st.integers(8, 32)).map(lambda t: f
     driver=st.sampled_from(["ovs", "bridge", "noop"]),
 )
 def test_arguments_survive_the_shell(port_id, mac, cidrs, driver):
-    p = HostPortParams(driver=driver, port_id=port_id, mac_address=mac, cidrs=tuple(cidrs))
+    p = HostPortParams(
+        driver=driver, port_id=port_id, mac_address=mac, cidrs=tuple(cidrs), bridge="br-int"
+    )
     argv, _ = split_command(render_plug_command(p))
     assert argv[4:10] == ["--driver", driver, "--device", p.device, "--port-id", port_id]
     assert [argv[i + 1] for i, word in enumerate(argv) if word == "--cidr"] == cidrs

@@ -44,12 +44,14 @@ TENANTS = {
         port_id="aaaaaaaa-1111-4111-8111-111111111111",
         mac_address="fa:16:3e:aa:00:04",
         cidrs=("10.0.0.4/24",),
+        bridge="br-int",
     ),
     "B": HostPortParams(
         driver="bridge",
         port_id="bbbbbbbb-2222-4222-8222-222222222222",
         mac_address="fa:16:3e:bb:00:05",
         cidrs=("10.0.0.5/24",),
+        bridge="br-int",
     ),
 }
 HOST_ADDRESS = "10.0.0.9"

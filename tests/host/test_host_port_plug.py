@@ -37,6 +37,7 @@ def params(driver: InterfaceDriver, **overrides: Any) -> HostPortParams:
         "port_id": PORT_ID,
         "mac_address": MAC,
         "cidrs": ("10.254.0.2/28",),
+        "bridge": "br-int",
     }
     values.update(overrides)
     return HostPortParams(**values)
