@@ -575,6 +575,19 @@ init_l3() {
     log "addresses on $DEVICE: ${CIDRS[*]:-none}; routes through it: $(describe_routes ${routes[@]+"${routes[@]}"})"
 }
 
+# refuse_addresses_held_elsewhere: another device with one of the port's addresses would
+# answer for it (ARP, replies from the wrong device); the plug owns only what it adds, so it
+# stops before changing anything instead of taking the address over.
+refuse_addresses_held_elsewhere() {
+    local cidr holder
+    for cidr in ${CIDRS[@]+"${CIDRS[@]}"}; do
+        holder=$(ip -o -4 addr show to "${cidr%/*}/32" | awk -v own="$DEVICE" '
+            { sub(/@.*/, "", $2); if ($2 != own) { print $2; exit } }')
+        [[ -z $holder ]] ||
+            die "address ${cidr%/*} is already on device $holder: nothing was changed; remove it from $holder (ip addr del ${cidr%/*} dev $holder) or give the port another address"
+    done
+}
+
 # --- plug and unplug -------------------------------------------------------------------------
 
 plug() {
@@ -582,6 +595,7 @@ plug() {
         require_ovs_vsctl
         check_ovs_bridge_exists
     }
+    refuse_addresses_held_elsewhere
     local owner
     owner=$(device_owner)
     case $owner in

@@ -301,6 +301,25 @@ def test_traffic_to_the_subnet_leaves_through_the_port_and_the_other_route_stays
     assert host_state(netns) == before
 
 
+@pytest.mark.parametrize("driver", ["bridge", "ovs"])
+def test_an_address_another_device_holds_is_refused_and_nothing_changes(
+    request: pytest.FixtureRequest, netns: Netns, driver: InterfaceDriver
+) -> None:
+    if driver == "ovs":
+        request.getfixturevalue("ovs")
+    netns.add_device("old0", "10.254.0.2/24")  # the port's address, in another prefix even
+    before = host_state(netns)
+    files_before = sorted(netns.state_dir.iterdir()) if netns.state_dir.exists() else []
+
+    result = netns.run(render_plug_command(params(driver)))
+
+    assert result.returncode != 0
+    assert "address 10.254.0.2 is already on device old0" in result.stderr, result.stderr
+    assert host_state(netns) == before
+    assert netns.link(params(driver).device) is None
+    assert (sorted(netns.state_dir.iterdir()) if netns.state_dir.exists() else []) == files_before
+
+
 def test_plug_with_a_new_subnet_moves_its_routes_along(netns):
     plug(netns, params("bridge", cidrs=("10.254.0.2/28",)))
 
