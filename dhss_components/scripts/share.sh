@@ -980,15 +980,10 @@ nfs_table_applied() {
     fi
 }
 
-# ensure_nfs_server: nfsd serving, i.e. its threads running: read by bash first, since
-# systemctl (a D-Bus call) costs a tenth of a second or more on a small server. (Stopping
-# nfs-kernel-server stops the threads: rpc.nfsd 0.)
+# ensure_nfs_server: asked of systemd on every run. (With nfsd's thread count read first
+# instead, an ensure went on to export while nfs-server was stopped and masked: the guest
+# fault test for a stopped NFS server.)
 ensure_nfs_server() {
-    local threads=0
-    if [[ -r /proc/fs/nfsd/threads ]]; then
-        read -r threads </proc/fs/nfsd/threads || threads=0
-    fi
-    [[ $threads =~ $NUMBER_PATTERN ]] && return 0
     if ! systemctl is-active --quiet nfs-kernel-server </dev/null; then
         log "nfs-kernel-server is not running: starting it"
         systemctl start nfs-kernel-server </dev/null ||
