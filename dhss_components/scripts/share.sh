@@ -70,6 +70,7 @@ DEVICE_NUMBER=""   # major:minor of that device, to compare with what is mounted
 KERNEL_NAME=""     # the kernel's name for it today (vdb...), only to read /sys/class/block
 FS_UUID=""
 TEMP_FILES=()
+declare -A OWN_DIRECTORIES=() # own_directory's checks passed in this run
 
 log() {
     printf 'share %s: %s\n' "${NAME:-?}" "$*" >&2
@@ -230,6 +231,8 @@ samba_reserved_name() {
 # so no local user can plant a symlink for this script to follow or truncate.
 own_directory() {
     local dir=$1 owner mode error
+    # Once per run: a directory of root's own, writable by root only, stays so.
+    [[ -z ${OWN_DIRECTORIES[$dir]+set} ]] || return 0
     if [[ ! -e $dir && ! -L $dir ]]; then
         error=$(mkdir -m 0700 -- "$dir" 2>&1) ||
             die "could not make $dir: ${error##*: }. Is the disk full? Free space" \
@@ -243,6 +246,7 @@ own_directory() {
         die "$dir must belong to root and be writable by root only; it has owner uid $owner" \
             "and mode $mode. Nothing was changed. Check who made it, then 'chown root:root $dir;" \
             "chmod 700 $dir' and run again."
+    OWN_DIRECTORIES[$dir]=1
 }
 
 # with_lock NAME COMMAND...: run COMMAND while holding an exclusive flock on RUN_DIR/NAME.lock.
@@ -1054,6 +1058,28 @@ set_exports_file() {
     EXPORTS_CHANGED=1
 }
 
+# sorted_lines ITEM...: the items in order, one per line, in SORTED. In bash, without
+# sort(1): every program started costs tens of milliseconds on a small service instance, and
+# an unchanged run must cost little more than the ssh login. (Only ever compared with another
+# list sorted here, so bash's own string order is all that matters.)
+sorted_lines() {
+    local item i
+    local -a ordered=()
+    for item in "$@"; do
+        i=${#ordered[@]}
+        while ((i > 0)) && [[ ${ordered[i - 1]} > "$item" ]]; do
+            ordered[i]=${ordered[i - 1]}
+            i=$((i - 1))
+        done
+        ordered[i]=$item
+    done
+    SORTED=""
+    if ((${#ordered[@]})); then
+        printf -v SORTED '%s\n' "${ordered[@]}"
+        SORTED=${SORTED%$'\n'}
+    fi
+}
+
 # nfs_clients_of SOURCE: the "address level" pairs that SOURCE (the share's exports file, or
 # ETAB: what mountd serves) gives MOUNT_PATH, sorted, one per line, in NFS_CLIENTS.
 nfs_clients_of() {
@@ -1066,9 +1092,8 @@ nfs_clients_of() {
             pairs+=("${BASH_REMATCH[2]} ${BASH_REMATCH[3]}")
         fi
     done <"$source"
-    if ((${#pairs[@]})); then
-        NFS_CLIENTS=$(printf '%s\n' "${pairs[@]}" | sort)
-    fi
+    sorted_lines ${pairs[@]+"${pairs[@]}"}
+    NFS_CLIENTS=$SORTED
 }
 
 # nfs_table_applied: sets NFS_APPLIED to 1 if mountd's table (ETAB) holds exactly what the
@@ -1076,16 +1101,17 @@ nfs_clients_of() {
 # what differs in NFS_DIFFERENCE, if not. A full root disk makes exportfs write an empty table,
 # and exit 0, which takes every share off NFS: each run checks all of them.
 nfs_table_applied() {
-    local file line header path
-    local -a expected=() served=()
+    local file line header entry missing_text extra_text
+    local -A expected=() served=()
     local -A paths=(["$MOUNT_PATH"]=1)
+    local -a missing=() extra=()
     for file in "$EXPORTS_DIR"/*.exports; do
         [[ -f $file ]] || continue
         IFS= read -r header <"$file" || continue
         [[ $header == "# share "*": written by manila-dhss share.sh"* ]] || continue
         while IFS= read -r line; do
             if [[ $line =~ $EXPORTS_ENTRY ]]; then
-                expected+=("${BASH_REMATCH[1]} ${BASH_REMATCH[2]} ${BASH_REMATCH[3]}")
+                expected["${BASH_REMATCH[1]} ${BASH_REMATCH[2]} ${BASH_REMATCH[3]}"]=1
                 paths[${BASH_REMATCH[1]}]=1
             fi
         done <"$file"
@@ -1093,23 +1119,32 @@ nfs_table_applied() {
     if [[ -f $ETAB ]]; then
         while IFS= read -r line; do
             if [[ $line =~ $EXPORTS_ENTRY && -n ${paths[${BASH_REMATCH[1]}]+set} ]]; then
-                served+=("${BASH_REMATCH[1]} ${BASH_REMATCH[2]} ${BASH_REMATCH[3]}")
+                served["${BASH_REMATCH[1]} ${BASH_REMATCH[2]} ${BASH_REMATCH[3]}"]=1
             fi
         done <"$ETAB"
     fi
-    local missing extra
-    missing=$(comm -23 <(printf '%s\n' ${expected[@]+"${expected[@]}"} | sort) \
-        <(printf '%s\n' ${served[@]+"${served[@]}"} | sort) | sed '/^$/d' | paste -sd ',' -)
-    extra=$(comm -13 <(printf '%s\n' ${expected[@]+"${expected[@]}"} | sort) \
-        <(printf '%s\n' ${served[@]+"${served[@]}"} | sort) | sed '/^$/d' | paste -sd ',' -)
+    # (Sets, compared in bash: no sort or comm to start, see sorted_lines.)
+    for entry in ${expected[@]+"${!expected[@]}"}; do
+        [[ -n ${served[$entry]+set} ]] || missing+=("$entry")
+    done
+    for entry in ${served[@]+"${!served[@]}"}; do
+        [[ -n ${expected[$entry]+set} ]] || extra+=("$entry")
+    done
     NFS_APPLIED=1 NFS_DIFFERENCE=""
-    if [[ -n $missing$extra ]]; then
+    if ((${#missing[@]} + ${#extra[@]})); then
         NFS_APPLIED=0
-        NFS_DIFFERENCE="${missing:+it lacks ${missing//,/, }}${missing:+${extra:+; }}"
-        NFS_DIFFERENCE+="${extra:+it has ${extra//,/, } besides}"
+        sorted_lines ${missing[@]+"${missing[@]}"}
+        missing_text=${SORTED//$'\n'/, }
+        sorted_lines ${extra[@]+"${extra[@]}"}
+        extra_text=${SORTED//$'\n'/, }
+        NFS_DIFFERENCE="${missing_text:+it lacks $missing_text}"
+        NFS_DIFFERENCE+="${missing_text:+${extra_text:+; }}${extra_text:+it has $extra_text besides}"
     fi
 }
 
+# ensure_nfs_server: asked of systemd on every run. (With nfsd's thread count read first
+# instead, an ensure went on to export while nfs-server was stopped and masked: the guest
+# fault test for a stopped NFS server.)
 ensure_nfs_server() {
     if ! systemctl is-active --quiet nfs-kernel-server </dev/null; then
         log "nfs-kernel-server is not running: starting it"
@@ -1156,9 +1191,8 @@ cut_nfs_locked() {
         kept+=("$EXPORTS_LINE")
         pairs+=("$address $level")
     done <<<"$NFS_CLIENTS"
-    if ((${#pairs[@]})); then
-        kept_pairs=$(printf '%s\n' "${pairs[@]}" | sort)
-    fi
+    sorted_lines ${pairs[@]+"${pairs[@]}"}
+    kept_pairs=$SORTED
     [[ $kept_pairs != "$NFS_CLIENTS" ]] || return 0 # it serves nothing the rules do not give
     exports_file_text ${kept[@]+"${kept[@]}"}
     set_exports_file "$EXPORTS_TEXT"
@@ -1280,9 +1314,16 @@ cifs_share_section() {
         'root preexec close' yes
 }
 
-# cifs_parameter SECTION PARAM: the value of PARAM in a section printed by net conf showshare.
+# cifs_parameter SECTION PARAM: the value of PARAM in a section printed by net conf showshare,
+# in PARAM_VALUE (bash alone, see sorted_lines).
 cifs_parameter() {
-    PARAM="$2" awk -F ' = ' '$1 == "\t" ENVIRON["PARAM"] { print $2 }' <<<"$1"
+    local line prefix=$'\t'"$2 = "
+    PARAM_VALUE=""
+    while IFS= read -r line; do
+        if [[ $line == "$prefix"* ]]; then
+            PARAM_VALUE=${line#"$prefix"}
+        fi
+    done <<<"$1"
 }
 
 # cifs_current_section: the share's registry section now, in CURRENT_SECTION. Read once per
@@ -1311,8 +1352,23 @@ import_cifs_section() {
     CURRENT_SECTION=$wanted
 }
 
+# smbd_running: whether smbd runs. Its pid file first, read by bash: systemctl (a D-Bus call)
+# costs a tenth of a second or more on a small server; asked only when the pid file does not
+# name a live smbd.
+smbd_running() {
+    local pid="" comm=""
+    if [[ -r /run/samba/smbd.pid ]]; then
+        read -r pid </run/samba/smbd.pid || true
+    fi
+    if [[ $pid =~ $NUMBER_PATTERN && -r /proc/$pid/comm ]]; then
+        read -r comm </proc/"$pid"/comm || true
+        [[ $comm != smbd ]] || return 0
+    fi
+    systemctl is-active --quiet smbd </dev/null
+}
+
 ensure_smbd() {
-    if ! systemctl is-active --quiet smbd </dev/null; then
+    if ! smbd_running; then
         log "smbd is not running: starting it"
         systemctl start smbd </dev/null ||
             die "could not start smbd; see 'systemctl status smbd' on this server, then run again."
@@ -1323,7 +1379,7 @@ ensure_smbd() {
 # "read only" when a client connects, so this is what makes a removed rule take effect on a
 # client that is already connected (it reconnects, under the new rules).
 close_cifs_sessions() {
-    if systemctl is-active --quiet smbd </dev/null; then
+    if smbd_running; then
         smbcontrol smbd close-share "$NAME" </dev/null >/dev/null 2>&1 || true
     fi
 }
@@ -1335,15 +1391,16 @@ cut_cifs_locked() {
     CUT=0
     cifs_current_section
     [[ -n $CURRENT_SECTION ]] || return 0
-    current_hosts=$(cifs_parameter "$CURRENT_SECTION" 'hosts allow')
+    cifs_parameter "$CURRENT_SECTION" 'hosts allow'
+    current_hosts=$PARAM_VALUE
     wanted_hosts=" $(cifs_addresses) "
     for host in $current_hosts; do
         if [[ $wanted_hosts == *" $host "* ]]; then
             kept+=("$host")
         fi
     done
-    if [[ $(cifs_parameter "$CURRENT_SECTION" 'read only') == yes || $(cifs_read_only) == yes ]]
-    then
+    cifs_parameter "$CURRENT_SECTION" 'read only'
+    if [[ $PARAM_VALUE == yes || $(cifs_read_only) == yes ]]; then
         read_only=yes
     fi
     local narrowed
@@ -1389,10 +1446,14 @@ export_cifs_locked() {
     cifs_current_section
     [[ $CURRENT_SECTION != "$wanted" ]] || return 0
     local current=$CURRENT_SECTION
-    current_access="$(cifs_parameter "$current" 'hosts allow')/$(cifs_parameter "$current" \
-        'read only')"
-    wanted_access="$(cifs_parameter "$wanted" 'hosts allow')/$(cifs_parameter "$wanted" \
-        'read only')"
+    cifs_parameter "$current" 'hosts allow'
+    current_access=$PARAM_VALUE
+    cifs_parameter "$current" 'read only'
+    current_access+=/$PARAM_VALUE
+    cifs_parameter "$wanted" 'hosts allow'
+    wanted_access=$PARAM_VALUE
+    cifs_parameter "$wanted" 'read only'
+    wanted_access+=/$PARAM_VALUE
     import_cifs_section "$wanted"
     SECTION_CHANGED=1
     if [[ -n $current && $current_access != "$wanted_access" ]]; then
