@@ -1717,7 +1717,8 @@ check_cifs() {
             value=${param#* = }
             param=${param%% = *}
             known+="$param|"
-            current=$(cifs_parameter "$CURRENT_SECTION" "$param")
+            cifs_parameter "$CURRENT_SECTION" "$param"
+            current=$PARAM_VALUE
             [[ $current != "$value" ]] || continue
             case $param in
                 'hosts allow') cifs_hosts_difference "$value" "$current" ;;
