@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,20 +20,8 @@ import pytest
 
 from dhss_components.simulated_cloud import SimulatedCloud
 from dhss_components.ssh_ready_script import SCRIPT_PATH, render_ssh_ready_command
+from tests.local_sshd import SSHD, free_port, keygen
 from tests.stack_run import run_stack
-
-SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def keygen(path: Path, key_type: str = "ed25519") -> str:
-    subprocess.run(["ssh-keygen", "-q", "-t", key_type, "-N", "", "-f", str(path)], check=True)
-    return " ".join(path.with_suffix(".pub").read_text().split()[:2])
 
 
 @contextlib.contextmanager

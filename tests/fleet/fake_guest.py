@@ -20,20 +20,9 @@ from typing import Any
 
 import pytest
 
-SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+from tests.local_sshd import SSHD, free_port, keygen
+
 STANDIN = Path(__file__).with_name("guest_check_standin.py")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def keygen(path: Path) -> str:
-    """A new ed25519 key pair at ``path``; its public key as "TYPE BASE64"."""
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-    return " ".join(path.with_suffix(".pub").read_text().split()[:2])
 
 
 def require_sshd() -> None:

@@ -45,8 +45,9 @@ from dhss_components.fleet.verify import (
 )
 from dhss_components.fleet.verify import main as verify_main
 from dhss_components.share_script import render_check_command, share_script
-from tests.fleet.fake_guest import FakeGuest, fake_guest, guest_options, keygen, sshd
+from tests.fleet.fake_guest import FakeGuest, fake_guest, guest_options, sshd
 from tests.fleet.fleet_env import Bed, write_yaml
+from tests.local_sshd import keygen
 from tests.stack_run import base_config
 
 MEDIA = {
