@@ -339,31 +339,22 @@ def measure(guest: Guest, host: str, samples: int = SAMPLES) -> list[Sample]:
                     bare_sequence(script, written[protocol], protocol, bare_volume, bare_name)
                 )
 
-                def ours_first(
-                    ensure: str = ensure, ours_volume: str = ours_volume, size: int = size
-                ) -> float:
+                def first_export(command: str, volume: str, size: int = size) -> float:
+                    """Hot-plug a fresh volume, run ``command`` at once: attach to exported."""
                     started = time.monotonic()
-                    guest.attach_volume(ours_volume, f"{size}G", wait=False)
-                    guest.ssh(ensure, check=True, timeout=600)
-                    return time.monotonic() - started
-
-                def bare_first(
-                    bare: str = bare, bare_volume: str = bare_volume, size: int = size
-                ) -> float:
-                    started = time.monotonic()
-                    guest.attach_volume(bare_volume, f"{size}G", wait=False)
-                    guest.ssh(bare, check=True, timeout=600)
+                    guest.attach_volume(volume, f"{size}G", wait=False)
+                    guest.ssh(command, check=True, timeout=600)
                     return time.monotonic() - started
 
                 if sample % 2 == 0:
-                    first = ours_first()
+                    first = first_export(ensure, ours_volume)
                     login_before = _timed(guest, "sudo -n true")
                     rerun = _timed(guest, ensure)
                     login_after = _timed(guest, "sudo -n true")
-                    bare_time = bare_first()
+                    bare_time = first_export(bare, bare_volume)
                 else:
-                    bare_time = bare_first()
-                    first = ours_first()
+                    bare_time = first_export(bare, bare_volume)
+                    first = first_export(ensure, ours_volume)
                     login_before = _timed(guest, "sudo -n true")
                     rerun = _timed(guest, ensure)
                     login_after = _timed(guest, "sudo -n true")
