@@ -208,7 +208,15 @@ def share_report(share: str, done: Completed) -> ShareReport:
         if kind == "drift":
             drift.append(rest.partition(" ")[2].strip())
     if done.exit_status == 0:
-        return ShareReport(share, ShareState.OK)
+        # Exit 0 alone proves nothing (a command that never ran check exits 0 too): only the
+        # check's own "ok <share>", with no drift line, is as declared.
+        if f"ok {share}" in (line.strip() for line in done.stdout.splitlines()) and not drift:
+            return ShareReport(share, ShareState.OK)
+        return ShareReport(
+            share,
+            ShareState.UNKNOWN,
+            (f"the check exited 0 without saying 'ok {share}': it may not have run",),
+        )
     if done.exit_status == CHECK_DRIFT:
         return ShareReport(share, ShareState.DRIFT, tuple(drift) or ("drift (no details given)",))
     why = [line.strip() for line in done.stderr.splitlines() if line.strip()]

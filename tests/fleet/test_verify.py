@@ -29,7 +29,7 @@ import yaml
 
 from dhss_components.blueprint import share_script_params
 from dhss_components.config import StackSpec, parse_stack_config
-from dhss_components.fleet.openssh import OpenSsh, SshTarget, SshUnavailable
+from dhss_components.fleet.openssh import Completed, OpenSsh, SshTarget, SshUnavailable
 from dhss_components.fleet.results import EXIT_FAILED
 from dhss_components.fleet.verify import (
     EXIT_DRIFT,
@@ -40,6 +40,7 @@ from dhss_components.fleet.verify import (
     ShellFactory,
     exit_status,
     run_stack_check,
+    share_report,
     stack_check,
     unverified_note,
 )
@@ -471,3 +472,18 @@ def test_a_value_that_would_change_the_ssh_clients_config_is_never_written(
     refused = pytest.raises(SshUnavailable, match="cannot be given to the OpenSSH client")
     with refused, OpenSsh(target) as ssh:
         ssh.run("true")
+
+
+@pytest.mark.parametrize(
+    ("stdout", "state"),
+    [
+        ("ok projects\n", ShareState.OK),
+        ("", ShareState.UNKNOWN),  # something exited 0 without running the check
+        ("ok media\n", ShareState.UNKNOWN),  # another share's answer
+        ("hello\n", ShareState.UNKNOWN),
+        ("drift projects mount: not mounted\nok projects\n", ShareState.UNKNOWN),
+    ],
+)
+def test_exit_0_is_ok_only_with_the_checks_own_ok_line(stdout: str, state: ShareState) -> None:
+    report = share_report("projects", Completed(0, stdout, ""))
+    assert report.state is state, report
