@@ -672,6 +672,12 @@ def _host_key(value: str, fix: str) -> str:
     if key is not None:
         problem = host_key_problem(key)
     if problem:
+        words = value.split()
+        if len(words) >= 3 and parse_public_key(" ".join(words[1:]))[0] is not None:
+            # ssh-keyscan prints "HOST TYPE BASE64": the host name is no part of the key.
+            problem += (
+                f" (it starts with the host name {words[0]!r}, as ssh-keyscan prints it: drop it)"
+            )
         raise ValueError(f"{_shown(value[:60])} {problem}; {fix}")
     assert key is not None
     return key.line

@@ -116,6 +116,20 @@ def test_a_bastion_key_cannot_be_generated(config: dict[str, Any]) -> None:
     assert "ssh-keyscan" in message
 
 
+def test_a_key_pasted_from_ssh_keyscan_says_to_drop_the_host_name(
+    config: dict[str, Any],
+) -> None:
+    config["backend"]["ssh_proxy"] = {
+        "host": "bastion.example.org",
+        "user": "jump",
+        "source_cidrs": ["192.0.2.10/32"],
+        "host_key": f"bastion.example.org {GIVEN}",
+    }
+    message = only_problem(config)
+    assert message.startswith("dhss:backend.ssh_proxy.host_key: ")
+    assert "starts with the host name 'bastion.example.org', as ssh-keyscan prints it" in message
+
+
 def test_cloud_config_carries_the_key_exactly() -> None:
     private = "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\ndef\n-----END OPENSSH PRIVATE KEY-----\n"
     document = yaml.safe_load(cloud_config(private, GIVEN + "\n"))

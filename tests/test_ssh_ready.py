@@ -80,7 +80,7 @@ def test_the_pinned_key_lets_the_commands_through(sshd: tuple[int, str, Path]) -
     port, public, _ = sshd
     result = run("127.0.0.1", 30, public + " comment-is-no-part-of-the-key", port)
     assert result.returncode == 0, result.stderr
-    assert "answers with the pinned host key" in result.stderr
+    assert "offers the pinned host key" in result.stderr
 
 
 def test_another_key_is_refused_at_once(sshd: tuple[int, str, Path], tmp_path: Path) -> None:
@@ -116,7 +116,7 @@ def test_the_pinned_key_among_other_types_lets_the_commands_through(tmp_path: Pa
     with running_sshd(tmp_path, ("rsa", "ecdsa", "ed25519")) as (port, offered):
         result = run("127.0.0.1", 30, offered[2], port)
     assert result.returncode == 0, result.stderr
-    assert "answers with the pinned host key" in result.stderr
+    assert "offers the pinned host key" in result.stderr
 
 
 @pytest.mark.parametrize("port", ["0", "65536", "99999", "080", "22x"])

@@ -1330,8 +1330,22 @@ cifs_parameter() {
 # run (every net command costs a second on a small server): only this script changes the
 # section, under the share's lock, which it holds from start to end.
 cifs_current_section() {
+    local error
     if [[ -z ${CURRENT_SECTION+set} ]]; then
-        CURRENT_SECTION=$(net conf showshare "$NAME" </dev/null 2>/dev/null) || CURRENT_SECTION=""
+        error=$(mktemp)
+        if ! CURRENT_SECTION=$(net conf showshare "$NAME" </dev/null 2>"$error"); then
+            # Only "no such share" means none (net prints it on stdout): a registry that
+            # cannot be read must not pass for an empty one (ensure would import over it,
+            # check would call it drift).
+            local message
+            message=$(printf '%s %s' "$CURRENT_SECTION" "$(tr '\n' ' ' <"$error")")
+            CURRENT_SECTION=""
+            if [[ $message != *NO_SUCH_SERVICE* ]]; then
+                rm -f "$error"
+                die "cannot read the Samba registry (net conf showshare $NAME): ${message//$'\n'/ }"
+            fi
+        fi
+        rm -f "$error"
     fi
 }
 
@@ -1566,7 +1580,8 @@ check_filesystem() {
 
 # check_mount: the volume is mounted on MOUNT_PATH, read-write. Sets MOUNTED_FROM_DEVICE.
 check_mount() {
-    local _id _parent _number _root target options rest mount_options="" super_options=""
+    local _id _parent _number root target options rest mount_options="" super_options=""
+    local mounted_root=/
     MOUNTED_FROM_DEVICE=0
     mount_state
     if [[ -z $MOUNTED_NUMBER ]]; then
@@ -1581,12 +1596,18 @@ check_mount() {
     MOUNTED_FROM_DEVICE=1
     # The last mount on the path is the one in use: its own options (field 6) and its
     # superblock's (the last field); either can be ro (an ext4 error remounts it ro).
-    while read -r _id _parent _number _root target options rest; do
+    while read -r _id _parent _number root target options rest; do
         if [[ $target == "$MOUNT_PATH" ]]; then
             mount_options=$options
             super_options=${rest##* }
+            mounted_root=$root
         fi
     done </proc/self/mountinfo
+    # A bind mount of a directory of the volume has the same device: its root tells them apart.
+    if [[ $mounted_root != / ]]; then
+        drift mount "$MOUNT_PATH mounts ${mounted_root//\\040/ } of volume $VOLUME_ID, not" \
+            "the volume's root (a bind mount?)"
+    fi
     if [[ ,$mount_options, == *,ro,* || ,$super_options, == *,ro,* ]]; then
         drift mount "$MOUNT_PATH is mounted read-only (mount options $mount_options," \
             "filesystem $super_options; an ext4 error remounts it so: see dmesg)"
@@ -1685,8 +1706,13 @@ check_nfs() {
 # cifs_hosts_difference WANTED CURRENT: the clients' drift between two "hosts allow" values.
 cifs_hosts_difference() {
     local host wanted=" ${1//,/ } " current=" ${2//,/ } " declared
+    local -a wanted_hosts current_hosts
+    # Split into arrays, never by an unquoted expansion: a hand-made "*" must stay a word,
+    # not become the names of the files in the current directory.
+    IFS=', ' read -r -a wanted_hosts <<<"$1"
+    IFS=', ' read -r -a current_hosts <<<"$2"
     declared=" $(cifs_addresses) "
-    for host in ${1//,/ }; do
+    for host in ${wanted_hosts[@]+"${wanted_hosts[@]}"}; do
         [[ $current != *" $host "* ]] || continue
         if [[ $declared == *" $host "* ]]; then
             drift client "$host is declared but not in the Samba share's hosts allow"
@@ -1694,7 +1720,7 @@ cifs_hosts_difference() {
             drift client "hosts allow lacks $host (ensure sets it)"
         fi
     done
-    for host in ${2//,/ }; do
+    for host in ${current_hosts[@]+"${current_hosts[@]}"}; do
         if [[ $wanted != *" $host "* ]]; then
             drift client "$host is in the Samba share's hosts allow but has no access rule"
         fi

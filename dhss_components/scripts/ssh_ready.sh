@@ -129,7 +129,9 @@ main() {
                 fi
             fi
             if offers_pinned "$keys"; then
-                printf 'ssh_ready %s: sshd answers with the pinned host key\n' "$HOST" >&2
+                # ssh-keyscan sees the key, not proof of its private half: each command's own
+                # pinned connection checks that.
+                printf 'ssh_ready %s: sshd offers the pinned host key\n' "$HOST" >&2
                 return 0
             fi
             if [[ -n $keys ]]; then

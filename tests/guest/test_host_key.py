@@ -114,7 +114,7 @@ def test_the_guest_offers_exactly_the_key_of_its_user_data(guest: Guest) -> None
 def test_the_share_commands_get_through_with_the_pinned_key(guest: Guest, shares: Shares) -> None:
     ready = run_ssh_ready("127.0.0.1", READY_TIMEOUT, guest.host_key.public, guest.ssh_port)
     assert ready.returncode == 0, ready.stderr
-    assert "answers with the pinned host key" in ready.stderr
+    assert "offers the pinned host key" in ready.stderr
 
     volume_id = shares.volume()
     share = shares.params("pinned-key", volume_id, "NFS", (rw(HOST_ADDRESS_SEEN_BY_GUEST),))

@@ -50,9 +50,10 @@ def guest_state(guest: Guest) -> str:
 
 
 def check(guest: Guest, share: GuestShare) -> subprocess.CompletedProcess[str]:
-    """Run the check command verify sends, and prove that it changed nothing."""
+    """Run the check command verify sends, and prove that it changed nothing. It runs from
+    /, a directory full of names, so that any word the script let the shell expand shows."""
     before = guest_state(guest)
-    result = guest.ssh(render_check_command(share, share.volume_id))
+    result = guest.ssh("cd / && " + render_check_command(share, share.volume_id))
     after = guest_state(guest)
     assert after == before, f"the check changed the guest:\n{output(result)}"
     assert result.returncode in (0, 1, 3), output(result)
@@ -159,6 +160,12 @@ def test_mount_fstab_size_and_space_drift_is_reported(guest: Guest, shares: Shar
     root(guest, f"mount -o remount,rw {path}")
     assert_ok(guest, share)
 
+    # A directory of the volume bind-mounted over the share: the same device, not its root.
+    root(guest, f"mkdir -p {path}/sub && mount --bind {path}/sub {path}")
+    assert_drift(guest, share, f"mount: {path} mounts /sub of volume {share.volume_id}, not")
+    root(guest, f"umount {path}")
+    assert_ok(guest, share)
+
     # The disk filled (97% of what is free), then room made again.
     root(
         guest,
@@ -192,6 +199,9 @@ def test_cifs_drift_is_reported_by_aspect(guest: Guest, shares: Shares) -> None:
     assert_drift(
         guest, share, f"client: {OTHER_CLIENT} is in the Samba share's hosts allow but has no"
     )
+    # A wildcard typed by hand is named as it is (never expanded to file names).
+    root(guest, f"net conf setparm chk-cifs 'hosts allow' '{HOST} *'")
+    assert_drift(guest, share, "client: * is in the Samba share's hosts allow but has no")
     # hosts allow replaced: the declared client is out, another is in.
     root(guest, f"net conf setparm chk-cifs 'hosts allow' '{OTHER_CLIENT}'")
     assert_drift(
