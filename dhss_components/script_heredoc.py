@@ -9,6 +9,7 @@ equal to the delimiter that ends the here-document.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Sequence
 from functools import cache
@@ -17,11 +18,23 @@ from pathlib import Path
 SCRIPTS = Path(__file__).with_name("scripts")
 
 
+PIPE_CAPACITY = 65536
+"""Linux's default pipe buffer. bash passes a here-document smaller than this through a pipe,
+and a bigger one through a temporary file, which a full root disk refuses: then no share
+command could run, not even the delete or the check an operator needs most then."""
+
+_COMMENT_LINE = re.compile(r"^[ \t]*#.*\n", re.MULTILINE)
+
+
 @cache
 def script_text(path: Path, delimiter: str) -> str:
-    """The script exactly as it is on disk, checked to fit in a here-document."""
-    text = path.read_text("utf-8")
-    if not text.endswith("\n") or f"\n{delimiter}\n" in f"\n{text}":
+    """The script as it is on disk without its comment lines (the file in the repository is
+    their home; the carried copy must fit in a pipe, see PIPE_CAPACITY), checked to fit in a
+    here-document. The first line (``#!``) stays."""
+    raw = path.read_text("utf-8")
+    first, _, rest = raw.partition("\n")
+    text = f"{first}\n{_COMMENT_LINE.sub('', rest)}"
+    if not raw.endswith("\n") or f"\n{delimiter}\n" in f"\n{text}":
         raise ValueError(
             f"{path.name} must end with a newline and have no line {delimiter!r}, which would "
             "end the here-document that carries it"

@@ -55,7 +55,7 @@ class ShareScriptParams:
 
 
 def share_script() -> str:
-    """The text of scripts/share.sh, exactly as it is on disk."""
+    """The text of scripts/share.sh as the commands carry it (script_text: no comment lines)."""
     return script_text(SCRIPT_PATH, SCRIPT_DELIMITER)
 
 

@@ -21,6 +21,7 @@ from dhss_components.host_port_script import (
     render_unplug_command,
 )
 from dhss_components.interface_drivers import INTERFACE_DRIVERS
+from tests.test_share_script import carried
 
 VENV_BIN = Path(__file__).resolve().parents[1] / ".venv" / "bin"
 PORT_ID = "abcdef01-1234-5678-90ab-cdef01234567"
@@ -108,7 +109,7 @@ def test_plug_command_argv_and_embedded_script():
         "--cidr", "10.254.0.18/28",
         "--bridge", "br-int",
     ]  # fmt: skip
-    assert body.encode() == SCRIPT_PATH.read_bytes()
+    assert body == carried(SCRIPT_PATH)
 
 
 def test_unplug_command_argv_and_embedded_script():
@@ -117,7 +118,7 @@ def test_unplug_command_argv_and_embedded_script():
         "bash", "-s", "--", "unplug", "--driver", "bridge", "--device", "ns-abcdef01-12",
         "--port-id", PORT_ID, "--bridge", "br-x",
     ]  # fmt: skip
-    assert body.encode() == SCRIPT_PATH.read_bytes()
+    assert body == carried(SCRIPT_PATH)
 
 
 def test_script_ends_with_main_so_bash_reads_it_whole_before_running():

@@ -57,9 +57,15 @@ def first_line_arguments(command: str) -> list[str]:
 # --- rendered commands --------------------------------------------------------------------
 
 
+def carried(path: Path) -> str:
+    """The file's lines but its comment lines (the first, #!, stays): what a command carries."""
+    lines = path.read_text("utf-8").splitlines(keepends=True)
+    return "".join(lines[:1] + [line for line in lines[1:] if not line.lstrip().startswith("#")])
+
+
 def test_ensure_command_carries_the_script_byte_for_byte() -> None:
     command = render_ensure_command(PARAMS, VOLUME_ID)
-    script = SCRIPT.read_text("utf-8")
+    script = carried(SCRIPT)
     first, rest = command.split("\n", 1)
     assert first.endswith(f" <<'{SCRIPT_DELIMITER}'")
     assert rest == f"{script}{SCRIPT_DELIMITER}\n"
@@ -129,7 +135,7 @@ def test_delete_command() -> None:
         "sudo", "-n", "bash", "-s", "--", "delete",
         "--name", "projects", "--protocol", "nfs", "--mount-root", "/shares",
     ]  # fmt: skip
-    assert command.split("\n", 1)[1] == f"{SCRIPT.read_text('utf-8')}{SCRIPT_DELIMITER}\n"
+    assert command.split("\n", 1)[1] == f"{carried(SCRIPT)}{SCRIPT_DELIMITER}\n"
 
 
 def test_a_script_change_changes_the_command(
@@ -137,12 +143,13 @@ def test_a_script_change_changes_the_command(
 ) -> None:
     before = render_ensure_command(PARAMS, VOLUME_ID), render_delete_command(PARAMS)
     changed = tmp_path / "share.sh"
-    changed.write_text(SCRIPT.read_text("utf-8") + "# one more line\n")
+    changed.write_text(SCRIPT.read_text("utf-8") + "true  # one more line\n")
     monkeypatch.setattr("dhss_components.share_script.SCRIPT_PATH", changed)
     after = render_ensure_command(PARAMS, VOLUME_ID), render_delete_command(PARAMS)
     assert after[0] != before[0]
     assert after[1] != before[1]
-    assert changed.read_text() in after[0]
+    assert carried(changed) in after[0]
+    assert after[0].endswith("true  # one more line\nDHSS_SHARE_SCRIPT\n")
 
 
 def test_a_parameter_change_changes_only_the_first_line() -> None:
@@ -253,3 +260,18 @@ def test_the_script_refuses_mixed_cifs_levels_before_touching_anything() -> None
     )  # fmt: skip
     assert result.returncode == 1
     assert "share p: ERROR: CIFS share with both rw and ro access rules" in result.stderr
+
+
+def test_every_carried_script_fits_in_a_pipe() -> None:
+    # Bigger, bash spools the here-document to a temporary file, and on a full root disk no
+    # share command could start (tests/guest/test_share_faults.py fills the disk).
+    from dhss_components.host_port_script import SCRIPT_PATH as HOST_PORT
+    from dhss_components.script_heredoc import PIPE_CAPACITY, script_text
+    from dhss_components.ssh_ready_script import SCRIPT_PATH as SSH_READY
+
+    for path in (SCRIPT_PATH, HOST_PORT, SSH_READY):
+        carried = script_text(path, "END").encode()
+        assert len(carried) < PIPE_CAPACITY, (path.name, len(carried))
+        assert carried.startswith(b"#!/bin/bash\n")
+        assert b"\n#" not in carried
+        assert b"\n    #" not in carried
