@@ -604,13 +604,60 @@ mount_points_of() {
     done </proc/self/mountinfo
 }
 
+# physical_mount_root: MOUNT_ROOT with every symlink resolved (cd -P, a builtin), in
+# PHYSICAL_ROOT; empty if it does not exist (yet).
+physical_mount_root() {
+    PHYSICAL_ROOT=""
+    if [[ -d $MOUNT_ROOT ]] && cd -P -- "$MOUNT_ROOT" 2>/dev/null; then
+        PHYSICAL_ROOT=$PWD
+    fi
+    cd /
+}
+
+# mount_path_is_physical: whether MOUNT_PATH is spelled as the kernel spells its mount point
+# in mountinfo: a directory (not a symlink) in a MOUNT_ROOT that exists and has no symlink in
+# its path. (The arguments have no . or .. component, no // and no character that mountinfo
+# escapes.)
+mount_path_is_physical() {
+    [[ $MOUNT_ROOT != *//* && ! -L $MOUNT_PATH && (-d $MOUNT_PATH || ! -e $MOUNT_PATH) ]] ||
+        return 1
+    physical_mount_root
+    [[ -n $PHYSICAL_ROOT && $PHYSICAL_ROOT == "$MOUNT_ROOT" ]]
+}
+
+# refuse_resolved_mount_root: the kernel knows a mount, and NFS a share, by the path with its
+# symlinks resolved (mountinfo, and exportfs in mountd's table), so under a MOUNT_ROOT reached
+# through a symlink an NFS share could never be exported as declared, and a share's own mount
+# would look like another mount of its volume (delete would refuse it as in use). Refused
+# before anything is changed.
+refuse_resolved_mount_root() {
+    physical_mount_root
+    [[ -z $PHYSICAL_ROOT || $PHYSICAL_ROOT == "$MOUNT_ROOT" ]] ||
+        die "share_mount_path $MOUNT_ROOT is reached through a symlink: it is $PHYSICAL_ROOT." \
+            "The kernel and NFS know a mount by that path, so $MOUNT_PATH could not be" \
+            "mounted and exported as declared. Nothing was changed. Set share_mount_path to" \
+            "$PHYSICAL_ROOT (or make $MOUNT_ROOT a directory) and run again."
+}
+
 # mount_state: what is mounted on MOUNT_PATH. Sets MOUNTED_NUMBER (its major:minor, or empty)
 # and MOUNTED_LIVE (0 if that is a block device that no longer exists: a volume detached under
 # its mount leaves a mount of a device that is gone; major 0 is a filesystem without a device,
-# such as tmpfs, never gone).
+# such as tmpfs, never gone). The last mount on the path is the one in use, as mountpoint(1)
+# takes it; read from mountinfo by bash when the path is spelled as mountinfo spells it
+# (mountpoint costs a program start, twice per run), else asked of mountpoint, which resolves
+# symlinks.
 mount_state() {
+    local _id _parent number _root target _rest
     MOUNTED_NUMBER="" MOUNTED_LIVE=0
-    MOUNTED_NUMBER=$(mountpoint -d -- "$MOUNT_PATH" 2>/dev/null) || MOUNTED_NUMBER=""
+    if mount_path_is_physical; then
+        while read -r _id _parent number _root target _rest; do
+            if [[ $target == "$MOUNT_PATH" ]]; then
+                MOUNTED_NUMBER=$number
+            fi
+        done </proc/self/mountinfo
+    else
+        MOUNTED_NUMBER=$(mountpoint -d -- "$MOUNT_PATH" 2>/dev/null) || MOUNTED_NUMBER=""
+    fi
     if [[ -n $MOUNTED_NUMBER ]] &&
         [[ ${MOUNTED_NUMBER%%:*} == 0 || -e /sys/dev/block/$MOUNTED_NUMBER ]]; then
         MOUNTED_LIVE=1
@@ -1810,6 +1857,7 @@ check_share() {
 
 ensure_share() {
     log "ensure: volume $VOLUME_ID, ${PROTOCOL^^}, ${SIZE_GIB} GiB, $FSTYPE on $MOUNT_PATH"
+    refuse_resolved_mount_root
     mount_state
     if ((MOUNTED_LIVE)); then
         cut_access
@@ -1829,7 +1877,9 @@ ensure_share() {
 ensure_filesystem_and_mount() {
     check_mount_point
     ensure_filesystem
-    with_lock filesystem-uuids ensure_own_uuid
+    # (A volume mounted on the share's path is the share's: its UUID is settled. The lock is
+    # a program start, so it is taken only when there is something to settle.)
+    ((ALREADY_MOUNTED)) || with_lock filesystem-uuids ensure_own_uuid
     ensure_mounted
 }
 
