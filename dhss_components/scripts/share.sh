@@ -1377,23 +1377,24 @@ cifs_parameter() {
 # run (every net command costs a second on a small server): only this script changes the
 # section, under the share's lock, which it holds from start to end.
 cifs_current_section() {
-    local error
-    if [[ -z ${CURRENT_SECTION+set} ]]; then
-        error=$(mktemp)
-        if ! CURRENT_SECTION=$(net conf showshare "$NAME" </dev/null 2>"$error"); then
-            # Only "no such share" means none (net prints it on stdout): a registry that
-            # cannot be read must not pass for an empty one (ensure would import over it,
-            # check would call it drift).
-            local message
-            message=$(printf '%s %s' "$CURRENT_SECTION" "$(tr '\n' ' ' <"$error")")
+    local message
+    [[ -z ${CURRENT_SECTION+set} ]] || return 0
+    # (Without its stderr: a temporary file for it would be two more program starts on every
+    # run. It is read, with stdout, only when the answer is not the section.)
+    CURRENT_SECTION=$(net conf showshare "$NAME" </dev/null 2>/dev/null) && return 0
+    # Only "no such share" means none (net prints it on stdout): a registry that cannot be
+    # read must not pass for an empty one (ensure would import over it, check would call it
+    # drift).
+    if [[ $CURRENT_SECTION != *NO_SUCH_SERVICE* ]]; then
+        if message=$(net conf showshare "$NAME" </dev/null 2>&1); then
+            message="it failed, then answered when asked again: run again"
+        elif [[ $message == *NO_SUCH_SERVICE* ]]; then
             CURRENT_SECTION=""
-            if [[ $message != *NO_SUCH_SERVICE* ]]; then
-                rm -f "$error"
-                die "cannot read the Samba registry (net conf showshare $NAME): ${message//$'\n'/ }"
-            fi
+            return 0
         fi
-        rm -f "$error"
+        die "cannot read the Samba registry (net conf showshare $NAME): ${message//$'\n'/ }"
     fi
+    CURRENT_SECTION=""
 }
 
 # import_cifs_section SECTION: make SECTION the share's whole registry section (one import
