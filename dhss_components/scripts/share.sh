@@ -212,7 +212,7 @@ validate_args() {
             usage_error "share name '$NAME' is one of Samba's special sections" \
                 "(${SAMBA_RESERVED_NAMES[*]}, in any case): as a CIFS share it would rewrite" \
                 "Samba's own configuration. Nothing was changed. Give the share another name."
-        cifs_read_only >/dev/null
+        cifs_read_only
     fi
 }
 
@@ -1315,8 +1315,10 @@ export_nfs() {
 
 # --- CIFS (Samba registry, like Manila's CIFSHelperIPAccess) ------------------------------
 
-# cifs_read_only: "yes" if every client is ro, "no" if every client is rw (or there is none).
-# Samba's "read only" is per share, so a mix of rw and ro cannot be honoured.
+# cifs_read_only: READ_ONLY is "yes" if every client is ro, "no" if every client is rw (or
+# there is none). Samba's "read only" is per share, so a mix of rw and ro cannot be honoured.
+# (These helpers set variables rather than print: a $(...) is a fork of bash, tens of
+# milliseconds on a small server, and a CIFS run would make ten of them.)
 cifs_read_only() {
     local client rw=0 ro=0
     for client in ${CLIENTS[@]+"${CLIENTS[@]}"}; do
@@ -1329,27 +1331,30 @@ cifs_read_only() {
         die "CIFS share with both rw and ro access rules: Samba's 'read only' applies" \
             "to the whole share, so its rules must be all rw or all ro. Nothing was changed." \
             "Split the clients into two shares, or give them one level."
-    if ((ro)); then printf yes; else printf no; fi
+    if ((ro)); then READ_ONLY=yes; else READ_ONLY=no; fi
 }
 
-# cifs_addresses: the rules' addresses, space-separated.
+# cifs_addresses: the rules' addresses, space-separated, in ADDRESSES.
 cifs_addresses() {
     local client addresses=()
     for client in ${CLIENTS[@]+"${CLIENTS[@]}"}; do
         addresses+=("${client#*:}")
     done
-    printf '%s' "${addresses[*]}"
+    ADDRESSES="${addresses[*]}"
 }
 
 # cifs_share_section READ_ONLY HOSTS_ALLOW: the share's Samba section, in the form that
-# `net conf showshare` prints. Manila's parameters (addshare writeable=y guest_ok=y, then
+# `net conf showshare` prints (without its last newline), in SECTION. Manila's parameters (addshare writeable=y guest_ok=y, then
 # browseable, create mask, hosts deny, hosts allow, read only), plus: refuse connections while
 # the volume is not mounted, rather than serve the bare directory on the root disk. An empty
 # HOSTS_ALLOW is Manila's default: nobody outside the server.
 cifs_share_section() {
-    local read_only=$1 hosts_allow=${2:-127.0.0.1}
-    printf '[%s]\n' "$NAME"
-    printf '\t%s = %s\n' \
+    local read_only=$1 hosts_allow=${2:-127.0.0.1} mountpoint="" parameters
+    # (mountpoint's path as command -v finds it, from bash's own table: no fork.)
+    if hash mountpoint 2>/dev/null; then
+        mountpoint=${BASH_CMDS[mountpoint]}
+    fi
+    printf -v parameters '\t%s = %s\n' \
         path "$MOUNT_PATH" \
         'guest ok' yes \
         'read only' "$read_only" \
@@ -1357,8 +1362,9 @@ cifs_share_section() {
         'create mask' 0755 \
         'hosts deny' 0.0.0.0/0 \
         'hosts allow' "$hosts_allow" \
-        'root preexec' "$(command -v mountpoint) -q $MOUNT_PATH" \
+        'root preexec' "$mountpoint -q $MOUNT_PATH" \
         'root preexec close' yes
+    SECTION="[$NAME]"$'\n'${parameters%$'\n'}
 }
 
 # cifs_parameter SECTION PARAM: the value of PARAM in a section printed by net conf showshare,
@@ -1455,20 +1461,21 @@ cut_cifs_locked() {
     [[ -n $CURRENT_SECTION ]] || return 0
     cifs_parameter "$CURRENT_SECTION" 'hosts allow'
     current_hosts=$PARAM_VALUE
-    wanted_hosts=" $(cifs_addresses) "
+    cifs_addresses
+    wanted_hosts=" $ADDRESSES "
     for host in $current_hosts; do
         if [[ $wanted_hosts == *" $host "* ]]; then
             kept+=("$host")
         fi
     done
     cifs_parameter "$CURRENT_SECTION" 'read only'
-    if [[ $PARAM_VALUE == yes || $(cifs_read_only) == yes ]]; then
+    cifs_read_only
+    if [[ $PARAM_VALUE == yes || $READ_ONLY == yes ]]; then
         read_only=yes
     fi
-    local narrowed
-    narrowed=$(cifs_share_section "$read_only" "${kept[*]}")
-    [[ $narrowed != "$CURRENT_SECTION" ]] || return 0
-    import_cifs_section "$narrowed"
+    cifs_share_section "$read_only" "${kept[*]}"
+    [[ $SECTION != "$CURRENT_SECTION" ]] || return 0
+    import_cifs_section "$SECTION"
     CUT=1
 }
 
@@ -1525,13 +1532,14 @@ export_cifs_locked() {
 
 # wanted_cifs_section: the share's Samba section as the rules make it, in WANTED_SECTION.
 wanted_cifs_section() {
-    WANTED_SECTION=$(cifs_share_section "$(cifs_read_only)" "$(cifs_addresses)")
+    cifs_read_only
+    cifs_addresses
+    cifs_share_section "$READ_ONLY" "$ADDRESSES"
+    WANTED_SECTION=$SECTION
 }
 
 export_cifs() {
-    local read_only
     command -v net >/dev/null || die "net (samba-common-bin) is not installed on this server."
-    read_only=$(cifs_read_only)
     wanted_cifs_section
     with_lock samba export_cifs_locked "$WANTED_SECTION"
     if ((SECTION_CHANGED)); then
@@ -1543,8 +1551,7 @@ export_cifs() {
         close_cifs_sessions
         log "samba: closed the open sessions on $NAME so that the new rules apply to them"
     fi
-    log "exported $MOUNT_PATH over CIFS as share $NAME to: $(cifs_addresses) (read only:" \
-        "$read_only)"
+    log "exported $MOUNT_PATH over CIFS as share $NAME to: $ADDRESSES (read only: $READ_ONLY)"
     checkpoint exported
 }
 
@@ -1759,7 +1766,8 @@ cifs_hosts_difference() {
     # not become the names of the files in the current directory.
     IFS=', ' read -r -a wanted_hosts <<<"$1"
     IFS=', ' read -r -a current_hosts <<<"$2"
-    declared=" $(cifs_addresses) "
+    cifs_addresses
+    declared=" $ADDRESSES "
     for host in ${wanted_hosts[@]+"${wanted_hosts[@]}"}; do
         [[ $current != *" $host "* ]] || continue
         if [[ $declared == *" $host "* ]]; then
