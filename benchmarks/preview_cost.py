@@ -30,6 +30,11 @@ PURPOSE = {
         "service subnets (by name, by CIDR, or all); the subnets holding a router's addresses"
     ),
     "openstack:networking/getNetwork:getNetwork": "the service network exists (its id, as given)",
+    "openstack:compute/getFlavor:getFlavor": "the service instance's flavor exists (its id)",
+    "openstack:compute/getAvailabilityZones:getAvailabilityZones": "Nova has the zone (if set)",
+    "openstack:blockstorage/getAvailabilityZonesV3:getAvailabilityZonesV3": (
+        "Cinder has the zone (if set)"
+    ),
 }
 
 
