@@ -629,30 +629,53 @@ mount_path_is_physical() {
 # symlinks resolved (mountinfo, and exportfs in mountd's table), so under a MOUNT_ROOT reached
 # through a symlink an NFS share could never be exported as declared, and a share's own mount
 # would look like another mount of its volume (delete would refuse it as in use). Refused
-# before anything is changed.
+# before anything is changed, on the first run too: a MOUNT_ROOT that does not exist yet is
+# made (mkdir -p) in the deepest of its directories that does, so that one is resolved.
 refuse_resolved_mount_root() {
-    physical_mount_root
-    [[ -z $PHYSICAL_ROOT || $PHYSICAL_ROOT == "$MOUNT_ROOT" ]] ||
-        die "share_mount_path $MOUNT_ROOT is reached through a symlink: it is $PHYSICAL_ROOT." \
+    local existing=$MOUNT_ROOT rest="" resolved=$MOUNT_ROOT
+    while [[ -n $existing && ! -d $existing ]]; do
+        rest=/${existing##*/}$rest
+        existing=${existing%/*}
+    done
+    if [[ -n $existing ]] && cd -P -- "$existing" 2>/dev/null; then
+        resolved=${PWD%/}$rest
+    fi
+    cd /
+    [[ $resolved == "$MOUNT_ROOT" ]] ||
+        die "share_mount_path $MOUNT_ROOT is reached through a symlink: it is $resolved." \
             "The kernel and NFS know a mount by that path, so $MOUNT_PATH could not be" \
             "mounted and exported as declared. Nothing was changed. Set share_mount_path to" \
-            "$PHYSICAL_ROOT (or make $MOUNT_ROOT a directory) and run again."
+            "$resolved (or make $MOUNT_ROOT a directory) and run again."
 }
 
 # mount_state: what is mounted on MOUNT_PATH. Sets MOUNTED_NUMBER (its major:minor, or empty)
 # and MOUNTED_LIVE (0 if that is a block device that no longer exists: a volume detached under
 # its mount leaves a mount of a device that is gone; major 0 is a filesystem without a device,
-# such as tmpfs, never gone). The last mount on the path is the one in use, as mountpoint(1)
-# takes it; read from mountinfo by bash when the path is spelled as mountinfo spells it
-# (mountpoint costs a program start, twice per run), else asked of mountpoint, which resolves
-# symlinks.
+# such as tmpfs, never gone), and MOUNTED_ID (its mount id in mountinfo, when read there).
+# When the path is spelled as mountinfo spells it, read by bash (mountpoint costs a program
+# start, twice per run): the mount is the one that the kernel opens the path in now (the
+# mnt_id of the open directory, proc(5) fdinfo, Linux 3.15), if mountinfo has it on the path.
+# A line of mountinfo for the path is not enough, nor is its last one, which is what
+# mountpoint(1) takes: a mount over the mount root or a directory above it hides the share's
+# mount, which keeps its line (the path then leads to a directory of that cover, which
+# clients would be served); a mount that propagation puts beneath the share's volume is
+# listed after it. Else asked of mountpoint, which resolves symlinks.
 mount_state() {
-    local _id _parent number _root target _rest
-    MOUNTED_NUMBER="" MOUNTED_LIVE=0
+    local id _parent number _root target _rest fd="" key value open_id=""
+    MOUNTED_NUMBER="" MOUNTED_LIVE=0 MOUNTED_ID=""
     if mount_path_is_physical; then
-        while read -r _id _parent number _root target _rest; do
-            if [[ $target == "$MOUNT_PATH" ]]; then
-                MOUNTED_NUMBER=$number
+        # (Nothing can be mounted where there is no directory: no open, no line taken.)
+        [[ -d $MOUNT_PATH ]] || return 0
+        if { exec {fd}<"$MOUNT_PATH"; } 2>/dev/null; then
+            while read -r key value; do
+                [[ $key != mnt_id: ]] || open_id=$value
+            done </proc/self/fdinfo/"$fd"
+            exec {fd}<&-
+        fi
+        while read -r id _parent number _root target _rest; do
+            # (Without an mnt_id, the directory could not be opened: the last line, as before.)
+            if [[ $target == "$MOUNT_PATH" && (-z $open_id || $id == "$open_id") ]]; then
+                MOUNTED_NUMBER=$number MOUNTED_ID=$id
             fi
         done </proc/self/mountinfo
     else
@@ -852,6 +875,13 @@ check_mount_point() {
     fi
     mount_points_of "$DEVICE_NUMBER"
     for target in ${MOUNT_POINTS[@]+"${MOUNT_POINTS[@]}"}; do
+        [[ $target != "$MOUNT_PATH" ]] ||
+            die "volume $VOLUME_ID ($DEVICE) is mounted on $MOUNT_PATH, but hidden: something" \
+                "is mounted over it or over a directory above it, so $MOUNT_PATH leads to" \
+                "that instead, and nothing may be served from there: the share's exports and" \
+                "fstab line were removed; the volume and its data were not touched. See" \
+                "'findmnt -T $MOUNT_PATH' and 'grep $MOUNT_PATH /proc/self/mountinfo'," \
+                "unmount what covers it, then run again."
         die "volume $VOLUME_ID ($DEVICE) is already mounted on $target, not on" \
             "$MOUNT_PATH. Nothing was changed. Two shares cannot use one volume:" \
             "check the share's volume, or unmount $target."
@@ -1635,7 +1665,7 @@ check_filesystem() {
 
 # check_mount: the volume is mounted on MOUNT_PATH, read-write. Sets MOUNTED_FROM_DEVICE.
 check_mount() {
-    local _id _parent _number root target options rest mount_options="" super_options=""
+    local id _parent _number root target options rest mount_options="" super_options=""
     local mounted_root=/
     MOUNTED_FROM_DEVICE=0
     mount_state
@@ -1649,10 +1679,11 @@ check_mount() {
         return 0
     fi
     MOUNTED_FROM_DEVICE=1
-    # The last mount on the path is the one in use: its own options (field 6) and its
-    # superblock's (the last field); either can be ro (an ext4 error remounts it ro).
-    while read -r _id _parent _number root target options rest; do
-        if [[ $target == "$MOUNT_PATH" ]]; then
+    # The mount in use (mount_state's MOUNTED_ID; without one, the last on the path): its own
+    # options (field 6) and its superblock's (the last field); either can be ro (an ext4 error
+    # remounts it ro).
+    while read -r id _parent _number root target options rest; do
+        if [[ ${MOUNTED_ID:-$id} == "$id" && $target == "$MOUNT_PATH" ]]; then
             mount_options=$options
             super_options=${rest##* }
             mounted_root=$root
