@@ -190,3 +190,28 @@ def test_a_mount_propagated_beneath_the_volume_leaves_the_share_alone(
             "rmdir /mnt/attack-root",
             check=False,
         )
+
+
+def test_delete_never_reports_a_share_gone_while_its_volume_is_mounted_under_a_cover(
+    guest: Guest, shares: Shares
+) -> None:
+    share = shares.params("covered-delete", shares.volume(), "NFS", (rw(HOST),))
+    shares.ensure(share)
+    root(guest, "mount -t tmpfs -o mode=755 attack-cover /shares")
+    try:
+        # Pulumi detaches the volume (Nova) once delete succeeds: with the filesystem still
+        # mounted beneath the cover, that pulls the disk from under it.
+        deleted = shares.delete(share, ok=False)
+        assert deleted.returncode == 1, output(deleted)
+        assert "hidden" in deleted.stderr, output(deleted)
+        mounted = root(guest, "grep ' /shares/covered-delete ' /proc/self/mountinfo", check=False)
+        assert mounted.stdout, "the volume is still mounted, so delete must not say deleted"
+
+        root(guest, "mkdir /shares/covered-delete")  # a directory by its name on the cover
+        again = shares.delete(share, ok=False)
+        assert again.returncode == 1, output(again)
+        assert "hidden" in again.stderr, output(again)
+    finally:
+        _uncover(guest, "covered-delete")
+    shares.delete(share)
+    assert not root(guest, "grep ' /shares/covered-delete ' /proc/self/mountinfo || true").stdout
