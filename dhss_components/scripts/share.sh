@@ -814,8 +814,11 @@ unmount() {
         read -r lease </proc/fs/nfsd/nfsv4leasetime || lease=0
     fi
     deadline=$((SECONDS + lease + 10))
-    mountpoint -q -- "$MOUNT_PATH" || return 0
-    number=$(mountpoint -d -- "$MOUNT_PATH")
+    # (mount_state, not mountpoint: a mount that something over the mount root hides is in
+    # mountinfo, so mountpoint takes it for mounted, but umount cannot reach it by the path.)
+    mount_state
+    [[ -n $MOUNTED_NUMBER ]] || return 0
+    number=$MOUNTED_NUMBER
     find_holders "$number" 0
     if ((${#HOLDERS[@]})); then
         users_text
@@ -823,10 +826,10 @@ unmount() {
             "meanwhile, by: $USERS. Run again once it is free (or run ensure, pulumi up, to" \
             "export it again)."
     fi
-    while mountpoint -q -- "$MOUNT_PATH"; do
+    while mount_state && [[ -n $MOUNTED_NUMBER ]]; do
         ((tries++ < 5)) || die "$MOUNT_PATH is still mounted after $tries unmounts; see" \
             "'findmnt $MOUNT_PATH'."
-        number=$(mountpoint -d -- "$MOUNT_PATH")
+        number=$MOUNTED_NUMBER
         if error=$(umount -- "$MOUNT_PATH" </dev/null 2>&1); then
             log "unmounted $MOUNT_PATH"
             continue
@@ -848,6 +851,28 @@ unmount() {
             "filesystem in use (umount -l). Run again once it is free; run ensure (pulumi" \
             "up) to export it again."
     done
+}
+
+# refuse_hidden_mount: MOUNT_PATH leads to no mount of a volume now, but mountinfo may still
+# list one on it that something mounted over it or over a directory above it hides: that
+# filesystem is still mounted, and a delete that said it was done would let Nova detach its
+# volume from under it. Dies naming it.
+refuse_hidden_mount() {
+    local id _parent number _root target _rest
+    local -a hidden=()
+    mount_path_is_physical || return 0
+    mount_state
+    while read -r id _parent number _root target _rest; do
+        if [[ $target == "$MOUNT_PATH" && $id != "$MOUNTED_ID" && ${number%%:*} != 0 ]]; then
+            hidden+=("$number")
+        fi
+    done </proc/self/mountinfo
+    ((${#hidden[@]} == 0)) ||
+        die "$MOUNT_PATH is not exported any more, but the filesystem of device" \
+            "${hidden[*]} is still mounted on it, hidden: something is mounted over it or over" \
+            "a directory above it, so it cannot be unmounted by its path. Its volume must not" \
+            "be detached yet. See 'findmnt -T $MOUNT_PATH' and 'grep $MOUNT_PATH" \
+            "/proc/self/mountinfo', unmount what covers it, then run again."
 }
 
 # check_mount_point: before anything is written, refuse a mount point that holds another
@@ -1939,6 +1964,7 @@ delete_share() {
         unmount
         checkpoint unmounted
     fi
+    refuse_hidden_mount
     remove_mount_point
     log "deleted"
 }
