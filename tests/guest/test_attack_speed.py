@@ -52,7 +52,7 @@ def linked_directory(guest: Guest, shares: Shares) -> Iterator[None]:
     yield
     # (A share that got made below the symlink can only be deleted by its real path.)
     for name, made in list(shares.made.items()):
-        if made.mount_root.startswith(LINKED):
+        if made.mount_root.startswith((LINKED, REAL)):
             guest.ssh(
                 delete_command(replace(made, mount_root=made.mount_root.replace(LINKED, REAL)))
             )
@@ -215,3 +215,23 @@ def test_delete_never_reports_a_share_gone_while_its_volume_is_mounted_under_a_c
         _uncover(guest, "covered-delete")
     shares.delete(share)
     assert not root(guest, "grep ' /shares/covered-delete ' /proc/self/mountinfo || true").stdout
+
+
+def test_a_share_moved_to_the_resolved_mount_root_keeps_one_fstab_line(
+    guest: Guest, shares: Shares, linked_directory: None
+) -> None:
+    # A share made under a symlinked share_mount_path by the previous script: mounted where
+    # the symlink leads, its fstab line spelled through the symlink.
+    share = shares.params("moved", shares.volume(), "CIFS", (rw(HOST),), mount_root=f"{REAL}")
+    shares.ensure(share)
+    root(guest, f"sed -i 's# {REAL}/moved # {LINKED}/moved #' /etc/fstab")
+    linked = replace(share, mount_root=LINKED)
+    refused = shares.ensure(linked, ok=False)
+    assert f"Set share_mount_path to {REAL}" in refused.stderr, output(refused)
+    shares.made.pop("moved")
+
+    shares.ensure(share)  # as the refusal says
+
+    uuid = share_state(guest, share).volume_uuid
+    lines = root(guest, f"grep -F 'UUID={uuid}' /etc/fstab || true").stdout.splitlines()
+    assert lines == [f"UUID={uuid} {REAL}/moved ext4 defaults,nofail 0 2"]
