@@ -993,11 +993,25 @@ ensure_mounted() {
     rm -f -- "$marker"
 }
 
-# set_fstab_entry PATH LINE: make LINE the one /etc/fstab entry for PATH (in place of any other
-# entry for PATH, keeping its position); with an empty LINE, drop the entries for PATH.
-# Sets FSTAB_CHANGED.
+# spelled_through_symlinks SPELLING PATH: whether SPELLING, its directory's symlinks resolved
+# (cd -P, a builtin), is PATH.
+spelled_through_symlinks() {
+    local resolved=""
+    if [[ $1 != "$2" && $1 == /*/* ]] && cd -P -- "${1%/*}" 2>/dev/null; then
+        resolved=${PWD%/}/${1##*/}
+    fi
+    cd /
+    [[ -n $resolved && $resolved == "$2" ]]
+}
+
+# set_fstab_entry PATH LINE [UUID]: make LINE the one /etc/fstab entry for PATH (in place of
+# any other entry for PATH, keeping its position); with an empty LINE, drop the entries for
+# PATH. With UUID, an entry that mounts that filesystem on another spelling of PATH (through a
+# symlink: a share made under a share_mount_path reached through one, moved to the resolved
+# path as ensure then asks) is PATH's too. Sets FSTAB_CHANGED.
 set_fstab_entry() {
-    local path=$1 line=$2 entry current="" wanted="" placed=0
+    local path=$1 line=$2 uuid=${3-} entry current="" wanted="" placed=0
+    local same_uuid="^[[:space:]]*UUID=\"?${uuid}\"?[[:space:]]+([^[:space:]]+)"
     local -a entries=()
     FSTAB_CHANGED=0
     if [[ -f /etc/fstab ]]; then
@@ -1005,7 +1019,10 @@ set_fstab_entry() {
     fi
     for entry in ${entries[@]+"${entries[@]}"}; do
         current+=$entry$'\n'
-        if [[ $entry =~ $FSTAB_ENTRY && ${BASH_REMATCH[1]} == "$path" ]]; then
+        if [[ $entry =~ $FSTAB_ENTRY && ${BASH_REMATCH[1]} == "$path" ]] || {
+            [[ -n $uuid && $entry =~ $same_uuid ]] &&
+                spelled_through_symlinks "${BASH_REMATCH[1]}" "$path"
+        }; then
             if ((!placed)) && [[ -n $line ]]; then
                 wanted+=$line$'\n'
             fi
@@ -1030,7 +1047,7 @@ fstab_line() {
 
 ensure_fstab() {
     fstab_line
-    with_lock fstab set_fstab_entry "$MOUNT_PATH" "$FSTAB_LINE"
+    with_lock fstab set_fstab_entry "$MOUNT_PATH" "$FSTAB_LINE" "$FS_UUID"
     # (No systemctl daemon-reload: systemd reads /etc/fstab at boot, which is when this line
     # matters, and a reload costs seconds on a busy service instance.)
     if ((FSTAB_CHANGED)); then
