@@ -344,46 +344,6 @@ def test_a_foreign_filesystem_at_the_share_path_is_never_served(
     assert share_state(guest, share).exported == [f"{HOST} rw"]
 
 
-def test_a_mount_root_reached_through_a_symlink_is_refused_before_anything_changes(
-    guest: Guest, shares: Shares
-) -> None:
-    # share_mount_path is a symlink on this image. The kernel and NFS know a mount by the
-    # resolved path: an NFS share there could never be exported as declared, and the share's
-    # own mount would look to delete like another mount of its volume. Refused up front.
-    root(guest, "mkdir -p /srv/dhss-real && ln -sfn /srv/dhss-real /srv/dhss-link")
-    try:
-        before = look(guest, "/srv/dhss-real")
-        for name, protocol in (("linked", "NFS"), ("linkedc", "CIFS")):
-            share = shares.params(
-                name, shares.volume(), protocol, (rw(HOST),), mount_root="/srv/dhss-link"
-            )
-            refused = shares.ensure(share, ok=False)
-
-            assert refused.returncode == 1, output(refused)
-            assert (
-                "/srv/dhss-link is reached through a symlink: it is /srv/dhss-real"
-                in refused.stderr
-            )
-            assert "Set share_mount_path to /srv/dhss-real" in refused.stderr
-            assert look(guest, "/srv/dhss-real") == before
-            assert root(guest, "ls -A /srv/dhss-real /etc/exports.d").stdout.split() == [
-                "/etc/exports.d:",
-                "/srv/dhss-real:",
-            ]
-            blank = root(guest, f"blkid -p {by_id(share.volume_id)} || echo blank").stdout
-            assert blank.strip() == "blank"  # not formatted
-        # The same shares on the resolved path are made as usual.
-        made = shares.params(
-            "linked", shares.volume(), "NFS", (rw(HOST),), mount_root="/srv/dhss-real"
-        )
-        shares.ensure(made)
-        assert share_state(guest, made).exported == [f"{HOST} rw"]
-    finally:
-        shares.cleanup()
-        shares.made.clear()
-        root(guest, "rm -f /srv/dhss-link; rmdir /srv/dhss-real/* /srv/dhss-real || true")
-
-
 # --- names, locks and state on the guest ---------------------------------------------------
 
 
