@@ -232,6 +232,10 @@ def run_script(*arguments: str) -> subprocess.CompletedProcess[str]:
         (("delete", "--name", "../etc"), "invalid --name"),
         (("delete", "--name", "p", "--protocol", "smb"), "invalid --protocol 'smb'"),
         (("delete", "--name", "p", "--mount-root", "relative"), "invalid --mount-root"),
+        (("delete", "--name", "p", "--mount-root", "/srv//shares"), "give a normalised path"),
+        (("delete", "--name", "p", "--mount-root", "/srv/./shares"), "give a normalised path"),
+        (("delete", "--name", "p", "--mount-root", "/srv/x/../shares/"), "give a normalised"),
+        (("delete", "--name", "p", "--mount-root", "/.."), "give a normalised path"),
         (
             ("ensure", "--name", "p", "--volume-id", "v", "--protocol", "nfs", "--size-gib", "1",
              "--client", "rw:10.0.0.1;reboot"),

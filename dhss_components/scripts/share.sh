@@ -185,6 +185,11 @@ validate_args() {
     [[ $MOUNT_ROOT =~ $PATH_PATTERN && $MOUNT_ROOT != / ]] ||
         usage_error "invalid --mount-root '$MOUNT_ROOT': give an absolute directory such as /shares"
     MOUNT_ROOT=${MOUNT_ROOT%/}
+    # Normalised, as the config makes it: the kernel spells a mount point so, and a . or ..
+    # here would pass for a symlink (refuse_resolved_mount_root) or another path.
+    [[ $MOUNT_ROOT/ != *//* && $MOUNT_ROOT/ != */./* && $MOUNT_ROOT/ != */../* ]] ||
+        usage_error "invalid --mount-root '$MOUNT_ROOT': give a normalised path, without" \
+            "'.', '..' or '//' (share_mount_path such as /shares)"
     MOUNT_PATH=$MOUNT_ROOT/$NAME
     if [[ -n $PROTOCOL && $PROTOCOL != nfs && $PROTOCOL != cifs ]]; then
         usage_error "invalid --protocol '$PROTOCOL': use nfs or cifs"
