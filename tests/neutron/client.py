@@ -40,8 +40,12 @@ class NeutronError(Exception):
         self.message = message
 
 
-LOCKED = "database is locked"
+# SQLite's own refusals under this one eventlet server ("database is locked": another
+# writer; "database table is locked": a reader in the same connection), raised as
+# sqlite3.OperationalError before Neutron changed anything: its transaction is rolled back.
+ROLLED_BACK = "sqlite3.OperationalError"
 LOCKED_RETRIES = 5
+LOGGED_LINES = 40
 
 
 @dataclass
@@ -66,10 +70,10 @@ class NeutronClient:
                 break
             except urllib.error.HTTPError as error:
                 raw = error.read().decode(errors="replace")
-                if attempt < LOCKED_RETRIES and self._locked(error):
-                    # SQLite under this one eventlet server: a background task's transaction
-                    # made the request fail before it changed anything (rolled back); the
-                    # request is sent again. Any other 500 is Neutron's answer.
+                logged = self._logged(error)
+                if attempt < LOCKED_RETRIES and any(ROLLED_BACK in line for line in logged):
+                    # SQLite refused before Neutron changed anything: the request is sent
+                    # again. Any other 500 is Neutron's answer.
                     time.sleep(0.1 * (attempt + 1))
                     continue
                 try:
@@ -77,18 +81,35 @@ class NeutronClient:
                     kind, message = fault["type"], fault["message"]
                 except (ValueError, KeyError, TypeError):
                     kind, message = error.reason, raw
+                if error.code >= 500 and logged:
+                    # Neutron's 500 body says nothing; its log says why.
+                    message += "\nneutron-server's log for this request:\n" + "\n".join(
+                        logged[:LOGGED_LINES]
+                    )
                 raise NeutronError(method, path, error.code, str(kind), str(message)) from None
         result: Body = json.loads(text) if text else {}
         return result
 
-    def _locked(self, error: urllib.error.HTTPError) -> bool:
+    def _logged(self, error: urllib.error.HTTPError) -> list[str]:
+        """The server's log lines for the request of a 500: those naming its request id,
+        and the traceback lines that follow them (oslo.log repeats the record's prefix on
+        each traceback line, but not the request id)."""
         request_id = error.headers.get("X-Openstack-Request-Id") if error.headers else None
-        if error.code != 500 or not request_id or self.server_log is None:
-            return False
-        return any(
-            request_id in line and LOCKED in line
-            for line in self.server_log.read_text(errors="replace").splitlines()
-        )
+        if error.code < 500 or not request_id or self.server_log is None:
+            return []
+        logged: list[str] = []
+        record_prefix = None
+        for line in self.server_log.read_text(errors="replace").splitlines():
+            if request_id in line:
+                logged.append(line)
+                # "<date> <time> <pid> <LEVEL> <logger> [<context>] ...": the traceback's
+                # lines start with the same first five fields.
+                record_prefix = " ".join(line.split(" ", 5)[:5]) + " "
+            elif record_prefix is not None and line.startswith(record_prefix):
+                logged.append(line)
+            else:
+                record_prefix = None
+        return logged
 
     # -- collections ----------------------------------------------------------------------
 
