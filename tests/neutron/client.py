@@ -44,7 +44,9 @@ class NeutronError(Exception):
 # writer; "database table is locked": a reader in the same connection), raised as
 # sqlite3.OperationalError before Neutron changed anything: its transaction is rolled back.
 ROLLED_BACK = "sqlite3.OperationalError"
-LOCKED_RETRIES = 5
+# The pauses before each new try: about 14 s in all, for a background task that holds
+# SQLite's lock under load (the guest's qemu beside it).
+RETRY_PAUSES = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 4.0, 4.0)
 LOGGED_LINES = 40
 
 
@@ -57,7 +59,7 @@ class NeutronClient:
 
     def request(self, method: str, path: str, body: Body | None = None) -> Body:
         data = json.dumps(body).encode() if body is not None else None
-        for attempt in range(LOCKED_RETRIES + 1):
+        for attempt in range(len(RETRY_PAUSES) + 1):
             request = urllib.request.Request(
                 self.endpoint + path,
                 data=data,
@@ -71,10 +73,10 @@ class NeutronClient:
             except urllib.error.HTTPError as error:
                 raw = error.read().decode(errors="replace")
                 logged = self._logged(error)
-                if attempt < LOCKED_RETRIES and any(ROLLED_BACK in line for line in logged):
+                if attempt < len(RETRY_PAUSES) and any(ROLLED_BACK in line for line in logged):
                     # SQLite refused before Neutron changed anything: the request is sent
                     # again. Any other 500 is Neutron's answer.
-                    time.sleep(0.1 * (attempt + 1))
+                    time.sleep(RETRY_PAUSES[attempt])
                     continue
                 try:
                     fault = json.loads(raw)["NeutronError"]

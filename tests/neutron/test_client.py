@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from .client import LOCKED_RETRIES, NeutronClient, NeutronError
+from . import client
+from .client import NeutronClient, NeutronError
 
 PREFIX = "2026-12-01 09:32:18.253 6650 ERROR neutron.pecan_wsgi.hooks.translation"
 OTHER = "2026-12-01 09:32:18.260 6650 INFO neutron.wsgi"
@@ -87,12 +88,15 @@ def test_a_request_sqlite_refused_is_sent_again(fake: tuple[Fake, str], refusal:
     assert state.requests == 3
 
 
-def test_sqlite_refusing_every_time_ends_in_its_error(fake: tuple[Fake, str]) -> None:
+def test_sqlite_refusing_every_time_ends_in_its_error(
+    fake: tuple[Fake, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     state, endpoint = fake
-    state.errors = [LOCKED] * (LOCKED_RETRIES + 1)
+    monkeypatch.setattr(client, "RETRY_PAUSES", (0.0,) * 3)
+    state.errors = [LOCKED] * 4
     with pytest.raises(NeutronError, match="database is locked"):
         NeutronClient(endpoint, state.log).create("subnets", {"cidr": "10.0.0.0/26"})
-    assert state.requests == LOCKED_RETRIES + 1
+    assert state.requests == 4
 
 
 def test_any_other_500_is_neutrons_answer_with_its_log(fake: tuple[Fake, str]) -> None:
