@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from dhss_components import script_heredoc
+from dhss_components.config import Backend
 from dhss_components.share_script import (
     SCRIPT_DELIMITER,
     SCRIPT_PATH,
@@ -279,3 +280,27 @@ def test_every_carried_script_fits_in_a_pipe() -> None:
         assert carried.startswith(b"#!/bin/bash\n")
         assert b"\n#" not in carried
         assert b"\n    #" not in carried
+
+
+def test_by_hand_the_script_defaults_to_the_programs_defaults() -> None:
+    # The commands always pass these; an operator running share.sh by hand (a repair, a
+    # check) gets what the program would make only if the script's own defaults agree.
+    defaults = subprocess.run(
+        [
+            "bash",
+            "-c",
+            'eval "$(sed -n "/^MOUNT_ROOT=/p; /^FSTYPE=/p; /^DEVICE_TIMEOUT=/p" "$1")"; '
+            'echo "$MOUNT_ROOT $FSTYPE $DEVICE_TIMEOUT"',
+            "bash",
+            str(SCRIPT),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    backend = Backend.model_fields
+    assert defaults == [
+        backend["share_mount_path"].default,
+        backend["share_volume_fstype"].default,
+        str(backend["max_time_to_attach"].default),
+    ]
