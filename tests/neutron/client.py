@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -40,14 +41,29 @@ class NeutronError(Exception):
         self.message = message
 
 
-# SQLite's own refusals under this one eventlet server ("database is locked": another
-# writer; "database table is locked": a reader in the same connection), raised as
-# sqlite3.OperationalError before Neutron changed anything: its transaction is rolled back.
-ROLLED_BACK = "sqlite3.OperationalError"
+# SQLite's own refusals: another writer holds the database ("database is locked"; the server
+# runs a second process on the same file, and its greenthreads share connections), or a
+# reader in the same connection holds the table ("database table is locked").
+LOCKED = ("database is locked", "database table is locked")
 # The pauses before each new try: about 14 s in all, for a background task that holds
 # SQLite's lock under load (the guest's qemu beside it).
 RETRY_PAUSES = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 4.0, 4.0)
-LOGGED_LINES = 40
+LOGGED_LINES = 60
+
+# oslo.log: "<date> <time> <pid> <LEVEL> <logger> " starts every record's first line, followed
+# by its context ("[None req-... ]" or "[-]"); a traceback's lines repeat the five fields
+# without the context; a message over several lines (a request dumped by catch_errors)
+# continues on lines without any prefix.
+RECORD_LINE = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \d+ ([A-Z]+) \S+) (.*)")
+CONTEXT = re.compile(r"\[[^\]]*\]")
+
+Record = list[str]
+Records = list[Record]  # (a module-level name: in the class, list is the method)
+Ids = list[str]
+
+
+class MaybeCommitted(Exception):
+    """SQLite refused a create after Neutron may have committed it: not sent again."""
 
 
 @dataclass
@@ -58,6 +74,12 @@ class NeutronClient:
     """The server's log: where a 500 is told apart from SQLite's lock (see request)."""
 
     def request(self, method: str, path: str, body: Body | None = None) -> Body:
+        """One API call. A 500 that SQLite caused is sent again, but only where sending it
+        again cannot do twice what the first did: a read, an update of one object (the same
+        fields again), a delete (a 404 after it means the first one did it), or a create
+        whose object is not there (Neutron commits some creates in two steps, a port and then
+        its binding: the refusal may come after the first). A router interface's add or
+        remove is never sent again. Any other 500 fails with the server's log for it."""
         data = json.dumps(body).encode() if body is not None else None
         for attempt in range(len(RETRY_PAUSES) + 1):
             request = urllib.request.Request(
@@ -72,46 +94,33 @@ class NeutronClient:
                 break
             except urllib.error.HTTPError as error:
                 raw = error.read().decode(errors="replace")
-                logged = self._logged(error)
-                if attempt < len(RETRY_PAUSES) and any(ROLLED_BACK in line for line in logged):
-                    # SQLite refused before Neutron changed anything: the request is sent
-                    # again. Any other 500 is Neutron's answer.
-                    time.sleep(RETRY_PAUSES[attempt])
-                    continue
+                if method == "DELETE" and error.code == 404 and attempt > 0:
+                    return {}  # the refused try had deleted it
+                records = self._records(error)
+                note = ""
+                if attempt < len(RETRY_PAUSES) and _refused_by_sqlite(records):
+                    try:
+                        if self._may_send_again(method, path, body):
+                            time.sleep(RETRY_PAUSES[attempt])
+                            continue
+                    except MaybeCommitted as committed:
+                        note = f"\nnot sent again: {committed}"
                 try:
                     fault = json.loads(raw)["NeutronError"]
                     kind, message = fault["type"], fault["message"]
                 except (ValueError, KeyError, TypeError):
                     kind, message = error.reason, raw
-                if error.code >= 500 and logged:
+                if records:
                     # Neutron's 500 body says nothing; its log says why.
+                    lines = [line for record in records for line in record]
                     message += "\nneutron-server's log for this request:\n" + "\n".join(
-                        logged[:LOGGED_LINES]
+                        lines[:LOGGED_LINES]
                     )
-                raise NeutronError(method, path, error.code, str(kind), str(message)) from None
+                raise NeutronError(
+                    method, path, error.code, str(kind), str(message) + note
+                ) from None
         result: Body = json.loads(text) if text else {}
         return result
-
-    def _logged(self, error: urllib.error.HTTPError) -> list[str]:
-        """The server's log lines for the request of a 500: those naming its request id,
-        and the traceback lines that follow them (oslo.log repeats the record's prefix on
-        each traceback line, but not the request id)."""
-        request_id = error.headers.get("X-Openstack-Request-Id") if error.headers else None
-        if error.code < 500 or not request_id or self.server_log is None:
-            return []
-        logged: list[str] = []
-        record_prefix = None
-        for line in self.server_log.read_text(errors="replace").splitlines():
-            if request_id in line:
-                logged.append(line)
-                # "<date> <time> <pid> <LEVEL> <logger> [<context>] ...": the traceback's
-                # lines start with the same first five fields.
-                record_prefix = " ".join(line.split(" ", 5)[:5]) + " "
-            elif record_prefix is not None and line.startswith(record_prefix):
-                logged.append(line)
-            else:
-                record_prefix = None
-        return logged
 
     # -- collections ----------------------------------------------------------------------
 
@@ -162,3 +171,73 @@ class NeutronClient:
                 }
             dump[collection] = objects
         return dump
+
+    # -- sending again ------------------------------------------------------------------
+
+    def _may_send_again(self, method: str, path: str, body: Body | None) -> bool:
+        parts = path.split("?", maxsplit=1)[0].strip("/").split("/")
+        if method == "GET":
+            return True
+        if method in ("PUT", "DELETE"):
+            return len(parts) == 2 and parts[0] in SINGULAR  # not a router's action
+        if method == "POST" and len(parts) == 1 and parts[0] in SINGULAR and body:
+            fields: Body = body[SINGULAR[parts[0]]]
+            found = self._same_as(parts[0], fields)
+            if found:
+                raise MaybeCommitted(
+                    f"{parts[0]} {', '.join(found)} of {fields.get('tenant_id')} already has "
+                    "every field of this create: the refused request may have made it"
+                )
+            return True
+        return False
+
+    def _same_as(self, collection: str, fields: Body) -> Ids:
+        """The ids of the objects of the create's project whose fields equal the create's
+        plain fields (the refused try's object, if it was committed)."""
+        plain = {k: v for k, v in fields.items() if isinstance(v, str | int | bool | None)}
+        project = plain.get("tenant_id") or plain.get("project_id")
+        if not project:
+            raise MaybeCommitted("the create names no project to look in")
+        return [
+            str(found["id"])
+            for found in self.list(collection, tenant_id=str(project))
+            if all(found.get(k) == v for k, v in plain.items() if k in found)
+        ]
+
+    def _records(self, error: urllib.error.HTTPError) -> Records:
+        """The server's log records for the request of a 500, whole (see RECORD_LINE)."""
+        request_id = error.headers.get("X-Openstack-Request-Id") if error.headers else None
+        if error.code < 500 or not request_id or self.server_log is None:
+            return []
+        try:
+            text = self.server_log.read_text(errors="replace")
+        except OSError:
+            return []
+        records: Records = []
+        current: Record | None = None
+        first_fields = ""
+        for line in text.splitlines():
+            match = RECORD_LINE.fullmatch(line)
+            if match is None:
+                if current is not None:
+                    current.append(line)  # a message's later line
+                continue
+            fields, _level, rest = match.groups()
+            context = CONTEXT.match(rest)
+            if context is not None:
+                current = [line] if request_id in context.group(0) else None
+                if current is not None:
+                    records.append(current)
+                first_fields = fields
+            elif current is not None and fields == first_fields:
+                current.append(line)  # its traceback
+            else:
+                current = None
+        return records
+
+
+def _refused_by_sqlite(records: Records) -> bool:
+    """Whether the request's last ERROR record, the one that failed it, is SQLite's
+    refusal (an earlier error the request logged and went on from does not count)."""
+    failing = [r for r in records if (m := RECORD_LINE.fullmatch(r[0])) and m.group(2) == "ERROR"]
+    return bool(failing) and any(phrase in line for line in failing[-1] for phrase in LOCKED)
