@@ -53,6 +53,22 @@ def catch_errors_record(request_id: str, error: str) -> list[str]:
     ]
 
 
+def autoflush_record(request_id: str, error: str) -> list[str]:
+    """The shape CI met: SQLAlchemy's message over several lines, the first of which does
+    not name SQLite's refusal (the request failed in an autoflush)."""
+    return [
+        f"{TRANSLATION} [None {request_id} - fake_project_id - - - -] PUT failed.: "
+        "sqlalchemy.exc.OperationalError: (raised as a result of Query-invoked autoflush; "
+        "consider using a session.no_autoflush block if this flush is occurring prematurely)",
+        f"(sqlite3.OperationalError) {error.rpartition(') ')[2]}",
+        "[SQL: UPDATE standardattributes SET revision_number=?, updated_at=? WHERE "
+        "standardattributes.id = ? AND standardattributes.revision_number = ?]",
+        "[parameters: (2, '2026-12-01 10:25:32.000000', 600, 1)]",
+        f"{TRANSLATION} Traceback (most recent call last):",
+        f"{TRANSLATION} {error}",
+    ]
+
+
 @dataclass
 class Answer:
     """What the fake does with one request: refuse with a 500 logged as `records` make it
@@ -144,7 +160,7 @@ def posts(state: Fake) -> int:
 
 
 @pytest.mark.parametrize("refusal", [LOCKED, TABLE_LOCKED])
-@pytest.mark.parametrize("records", [translation_record, catch_errors_record])
+@pytest.mark.parametrize("records", [translation_record, catch_errors_record, autoflush_record])
 def test_a_create_sqlite_refused_before_committing_is_sent_again(
     fake: tuple[Fake, NeutronClient], refusal: str, records: Any
 ) -> None:
