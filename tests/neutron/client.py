@@ -10,6 +10,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -76,12 +77,15 @@ class NeutronClient:
     def request(self, method: str, path: str, body: Body | None = None) -> Body:
         """One API call. A 500 that SQLite caused is sent again, but only where sending it
         again cannot do twice what the first did: a read, an update of one object (the same
-        fields again), a delete (a 404 after it means the first one did it), or a create
-        whose object is not there (Neutron commits some creates in two steps, a port and then
-        its binding: the refusal may come after the first). A router interface's add or
-        remove is never sent again. Any other 500 fails with the server's log for it."""
+        fields again), a delete (a 404 after it means the first one did it), or a create:
+        Neutron commits some creates in two steps (a port, then its binding), and the refusal
+        may come after the first, so the object the refused try made, if any (made since it
+        was sent, with all the create's plain fields), is deleted first. A router interface's
+        add or remove is never sent again. Any other 500 fails with the server's log for it."""
         data = json.dumps(body).encode() if body is not None else None
         for attempt in range(len(RETRY_PAUSES) + 1):
+            # Neutron's created_at has whole seconds: an object made by this try is not older.
+            began = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
             request = urllib.request.Request(
                 self.endpoint + path,
                 data=data,
@@ -100,7 +104,7 @@ class NeutronClient:
                 note = ""
                 if attempt < len(RETRY_PAUSES) and _refused_by_sqlite(records):
                     try:
-                        if self._may_send_again(method, path, body):
+                        if self._may_send_again(method, path, body, began):
                             time.sleep(RETRY_PAUSES[attempt])
                             continue
                     except MaybeCommitted as committed:
@@ -174,26 +178,30 @@ class NeutronClient:
 
     # -- sending again ------------------------------------------------------------------
 
-    def _may_send_again(self, method: str, path: str, body: Body | None) -> bool:
+    def _may_send_again(self, method: str, path: str, body: Body | None, began: datetime) -> bool:
         parts = path.split("?", maxsplit=1)[0].strip("/").split("/")
         if method == "GET":
             return True
         if method in ("PUT", "DELETE"):
             return len(parts) == 2 and parts[0] in SINGULAR  # not a router's action
         if method == "POST" and len(parts) == 1 and parts[0] in SINGULAR and body:
-            fields: Body = body[SINGULAR[parts[0]]]
-            found = self._same_as(parts[0], fields)
-            if found:
+            collection = parts[0]
+            made = self._made_since(collection, body[SINGULAR[collection]], began)
+            if len(made) > 1:
                 raise MaybeCommitted(
-                    f"{parts[0]} {', '.join(found)} of {fields.get('tenant_id')} already has "
-                    "every field of this create: the refused request may have made it"
+                    f"{collection} {', '.join(made)} were all made since the refused request "
+                    "was sent, with every field of it: which one it made cannot be told"
                 )
+            # The refused try committed its object before SQLite refused a later step (a
+            # port, then its binding): it goes, and the create is sent again whole.
+            for object_id in made:
+                self.delete(collection, object_id)
             return True
         return False
 
-    def _same_as(self, collection: str, fields: Body) -> Ids:
-        """The ids of the objects of the create's project whose fields equal the create's
-        plain fields (the refused try's object, if it was committed)."""
+    def _made_since(self, collection: str, fields: Body, began: datetime) -> Ids:
+        """The ids of the objects of the create's project made since `began` whose fields
+        equal the create's plain fields: the refused try's object, if it was committed."""
         plain = {k: v for k, v in fields.items() if isinstance(v, str | int | bool | None)}
         project = plain.get("tenant_id") or plain.get("project_id")
         if not project:
@@ -202,6 +210,7 @@ class NeutronClient:
             str(found["id"])
             for found in self.list(collection, tenant_id=str(project))
             if all(found.get(k) == v for k, v in plain.items() if k in found)
+            and _created_at(found) >= began
         ]
 
     def _records(self, error: urllib.error.HTTPError) -> Records:
@@ -241,3 +250,11 @@ def _refused_by_sqlite(records: Records) -> bool:
     refusal (an earlier error the request logged and went on from does not count)."""
     failing = [r for r in records if (m := RECORD_LINE.fullmatch(r[0])) and m.group(2) == "ERROR"]
     return bool(failing) and any(phrase in line for line in failing[-1] for phrase in LOCKED)
+
+
+def _created_at(found: Body) -> datetime:
+    """Neutron's created_at ("2026-12-01T11:30:26Z")."""
+    stamp = found.get("created_at")
+    if not isinstance(stamp, str):
+        raise MaybeCommitted(f"{found.get('id')} has no created_at to tell when it was made")
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)

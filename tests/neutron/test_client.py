@@ -9,6 +9,7 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,14 @@ class Fake:
     requests: list[str] = field(default_factory=list)
     subnets: list[dict[str, Any]] = field(default_factory=list)
     deleted: bool = False
+    made: int = 0
+
+    def make(self, fields: dict[str, Any], created_at: str | None = None) -> dict[str, Any]:
+        stamp = created_at or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        made = {"id": f"made-{self.made}", "created_at": stamp, **fields}
+        self.made += 1
+        self.subnets.append(made)
+        return made
 
 
 @pytest.fixture
@@ -103,7 +112,7 @@ def fake(tmp_path: Path) -> Iterator[tuple[Fake, NeutronClient]]:
             request_id = f"req-{len(state.requests):08d}"
             planned = state.plan.pop(0) if state.plan and self.command != "GET" else Answer()
             if planned.commit and body:
-                state.subnets.append({"id": f"made-{len(state.subnets)}", **body["subnet"]})
+                state.make(body["subnet"])
             if planned.error is not None:
                 lines = []
                 if planned.earlier:
@@ -119,14 +128,16 @@ def fake(tmp_path: Path) -> Iterator[tuple[Fake, NeutronClient]]:
             elif self.command == "GET":
                 self.reply(200, {"subnets": state.subnets}, request_id)
             elif self.command == "DELETE":
-                gone = state.deleted
+                object_id = self.path.rsplit("/", 1)[1]
+                kept = [made for made in state.subnets if made["id"] != object_id]
+                gone = state.deleted and len(kept) == len(state.subnets)
                 state.deleted = True
+                state.subnets = kept
                 self.reply(404 if gone else 204, None, request_id)
             elif self.path.endswith("add_router_interface"):
                 self.reply(200, {"port_id": "p"}, request_id)
             else:
-                made = {"id": f"made-{len(state.subnets)}", **body["subnet"]}
-                state.subnets.append(made)
+                made = state.make(body["subnet"])
                 self.reply(201, {"subnet": made}, request_id)
 
         def reply(self, status: int, body: Any, request_id: str) -> None:
@@ -172,17 +183,41 @@ def test_a_create_sqlite_refused_before_committing_is_sent_again(
     assert len(state.subnets) == 1
 
 
-def test_a_create_refused_after_it_was_committed_is_not_made_twice(
+def test_a_create_refused_after_it_was_committed_is_made_once(
     fake: tuple[Fake, NeutronClient],
 ) -> None:
-    # A port is committed, then its binding; SQLite's lock can refuse the second step.
+    # A port is committed, then its binding; SQLite's lock can refuse the second step. The
+    # half-made object goes and the create is sent again whole.
     state, neutron = fake
     state.plan = [Answer(LOCKED, commit=True)]
-    with pytest.raises(NeutronError, match="may have made it") as raised:
+    made = neutron.create("subnets", SUBNET)
+    assert posts(state) == 2
+    assert "DELETE /v2.0/subnets/made-0" in state.requests
+    assert [subnet["id"] for subnet in state.subnets] == [made["id"]] == ["made-1"]
+
+
+def test_an_older_object_like_it_is_left_alone(fake: tuple[Fake, NeutronClient]) -> None:
+    state, neutron = fake
+    state.make(dict(SUBNET), created_at="2020-01-01T00:00:00Z")
+    state.plan = [Answer(LOCKED)]
+    made = neutron.create("subnets", SUBNET)
+    assert posts(state) == 2
+    assert not any(request.startswith("DELETE") for request in state.requests)
+    assert [subnet["id"] for subnet in state.subnets] == ["made-0", made["id"]]
+
+
+def test_two_new_objects_like_it_are_not_guessed_between(
+    fake: tuple[Fake, NeutronClient],
+) -> None:
+    state, neutron = fake
+    state.make(dict(SUBNET))  # made by someone else in the same second
+    state.plan = [Answer(LOCKED, commit=True)]
+    with pytest.raises(NeutronError, match="cannot be told") as raised:
         neutron.create("subnets", SUBNET)
     assert posts(state) == 1
-    assert len(state.subnets) == 1
-    assert "made-0" in raised.value.message
+    assert not any(request.startswith("DELETE") for request in state.requests)
+    assert len(state.subnets) == 2
+    assert "database is locked" in raised.value.message
 
 
 def test_sqlite_refusing_every_time_ends_in_its_error(
