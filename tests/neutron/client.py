@@ -42,9 +42,9 @@ class NeutronError(Exception):
         self.message = message
 
 
-# SQLite's own refusals: another writer holds the database ("database is locked"; the server
-# runs a second process on the same file, and its greenthreads share connections), or a
-# reader in the same connection holds the table ("database table is locked").
+# SQLite's own refusals: another connection holds the database ("database is locked"; the
+# server's worker process and its background work in the API process both write to the
+# file), or a reader in the same connection holds the table ("database table is locked").
 LOCKED = ("database is locked", "database table is locked")
 # The pauses before each new try: about 14 s in all, for a background task that holds
 # SQLite's lock under load (the guest's qemu beside it).
@@ -64,7 +64,8 @@ Ids = list[str]
 
 
 class MaybeCommitted(Exception):
-    """SQLite refused a create after Neutron may have committed it: not sent again."""
+    """A refused create that cannot be sent again safely: which object the refused try
+    made, if any, cannot be told."""
 
 
 @dataclass
